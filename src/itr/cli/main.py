@@ -1,0 +1,223 @@
+"""The ``itr`` command line: flags -> library calls -> printed results. No logic of its own."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .._utils import display_path
+from ..errors import ItrError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ITR: image-text retrieval. Index images and captions, search both ways, offline.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+T = TypeVar("T")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn library errors into one line on stderr and exit code 2 (1 for interruptions)."""
+    try:
+        yield
+    except ItrError as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except KeyboardInterrupt:
+        err.print("interrupted: work committed so far is kept; run the same command again to resume")
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    if not enabled:
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _with_spinner(message: str, fn: Callable[[], T], quiet: bool) -> T:
+    if quiet:
+        return fn()
+    with err.status(message):
+        return fn()
+
+
+@app.command()
+def index(
+    source: Annotated[Path, typer.Argument(help="Folder of images (recursive), or JSONL of {image, captions, id?, meta?}.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create or update.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Encoder: builtin, hf:ORG/NAME, local:PATH.")] = "builtin",
+    on_error: Annotated[str, typer.Option(help="Bad items: 'skip' (report at the end) or 'stop'.")] = "skip",
+    rebuild: Annotated[bool, typer.Option(help="Discard the existing index contents (needed to change model).")] = False,
+    checkpoint_every: Annotated[int, typer.Option(help="Commit every N items (an interruption loses at most N).")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Images per encoding step.")] = 32,
+    workers: Annotated[int | None, typer.Option(help="Image decoding threads (default: CPUs, at most 4).")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse images above this many pixels (decompression bombs).")] = 89_478_485,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Index a folder or JSONL file. Re-running only encodes new/changed items and drops removed ones."""
+    from ..collection import OnError, scan_source
+    from ..encoders import load_encoder
+    from ..index.build import BuildOptions, build_index
+
+    with _errors():
+        policy = _choice(OnError, on_error, "--on-error")
+        scan = scan_source(source, on_error=policy)
+        encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
+        options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
+                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild)
+        with _progress("encoding", not (quiet or json_out)) as progress:
+            report = build_index(scan, encoder, out_dir, options, progress=progress)
+    if json_out:
+        out.print_json(json.dumps(report.to_dict()))
+        return
+    c = report.counts
+    out.print(f"index {display_path(out_dir)}: {c.get('images', 0)} images, {c.get('texts', 0)} texts "
+              f"({report.added} added, {report.updated} updated, {report.removed} removed, "
+              f"{report.unchanged} unchanged) in {report.seconds:.1f} s"
+              + (f", {report.images_per_second:.1f} images/s" if report.images_encoded else ""))
+    if report.failed:
+        err.print(f"[yellow]{len(report.failed)} item(s) skipped:[/]")
+        for line in report.failed[:10]:
+            err.print(f"  {line}", markup=False)
+        if len(report.failed) > 10:
+            err.print(f"  ... and {len(report.failed) - 10} more (see --json for all)")
+
+
+E = TypeVar("E")
+
+
+def _choice(enum: Any, value: str, flag: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        _fail(f"{flag} must be one of: {', '.join(m.value for m in enum)} (got '{value}')")
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+    query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", "-i", help="Search with this image instead of text.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
+    target: Annotated[str, typer.Option(help="What to search: 'images' or 'texts'.")] = "images",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder (default: the index's own).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search an index by text or by image, for images or for texts."""
+    from ..search import open_searcher
+    from ..types import Target
+
+    with _errors():
+        tgt = _choice(Target, target, "--target")
+        if image is not None and query is not None:
+            _fail("give a text query or --image, not both")
+        if image is None and (query is None or not query.strip()):
+            _fail("query is empty: give some text, or search by image with --image PATH")
+        searcher = _with_spinner("loading model", lambda: open_searcher(index_dir, model), json_out)
+        if image is not None:
+            hits = searcher.search_image(image, k=k, target=tgt)
+            shown = f"image {display_path(image)}"
+        else:
+            assert query is not None
+            hits = searcher.search_text(query, k=k, target=tgt)
+            shown = query
+    if json_out:
+        payload = {"query": shown if image is None else {"image": display_path(image)},
+                   "target": tgt.value, "results": [h.to_dict() for h in hits]}
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"{tgt.value} for: {shown}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("id")
+    table.add_column("path" if tgt is Target.IMAGES else "text")
+    for rank, h in enumerate(hits, 1):
+        table.add_row(str(rank), f"{h.score:.3f}", display_path(h.item_id) if h.kind == "image" else h.id,
+                      display_path(h.path or "") if h.kind == "image" else (h.text or ""))
+    out.print(table)
+
+
+@app.command()
+def info(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what an index holds: model, counts, format, size on disk."""
+    from ..index.store import DenseIndex
+
+    with _errors():
+        idx = DenseIndex.open(index_dir)
+        m = idx.manifest
+        summary = {
+            "index": str(index_dir), "format": m["format"], "format_version": m["format_version"],
+            "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
+            "counts": m["counts"], "segments": len(m["segments"]), "complete": m["complete"],
+            "source": m.get("source"), "updated_at": m.get("updated_at"), "bytes": idx.nbytes(),
+        }
+    if json_out:
+        out.print_json(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        out.print(f"{key:>15}: {value}", markup=False)
+    if not m["complete"]:
+        err.print("note: the last indexing run was interrupted; run itr index again to finish it")
+
+
+@app.command()
+def models() -> None:
+    """List the model names that --model accepts."""
+    from ..encoders import list_encoders
+
+    for name in list_encoders():
+        out.print(name, markup=False)
+
+
+@app.command("make-dataset")
+def make_dataset(
+    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji'.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write images and JSONL into.")],
+    lang: Annotated[str, typer.Option(help="CLDR language for the captions (emoji).")] = "en",
+    limit: Annotated[int | None, typer.Option(help="Build only the first N items.")] = None,
+) -> None:
+    """Build an offline dataset from Debian-packaged data (images + captions JSONL)."""
+    from ..datasets import build_emoji_dataset
+
+    with _errors():
+        if name != "emoji":
+            _fail(f"unknown dataset '{name}'; available: emoji")
+        with _progress(f"rendering {name}", True) as progress:
+            path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
+    out.print(str(path), markup=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; ``argv`` makes it callable from tests."""
+    app(args=argv, prog_name="itr")
+
+
+if __name__ == "__main__":
+    main()

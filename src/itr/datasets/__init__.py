@@ -1,0 +1,7 @@
+"""Offline datasets built from files that Debian packages ship (no downloads at run time)."""
+
+from __future__ import annotations
+
+from .emoji import build_emoji_dataset
+
+__all__ = ["build_emoji_dataset"]

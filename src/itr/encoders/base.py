@@ -1,0 +1,168 @@
+"""The Encoder contract and the shared implementation of torch-based encoders."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from .._utils import batched, l2_normalize
+from ..types import Embeddings
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """A dual encoder: images and texts into one space of L2-normalised float32 vectors.
+
+    ``preprocess_image`` is separate from ``encode_pixels`` so that pipelines can decode and resize
+    images in worker threads while the model runs (Pillow releases the GIL while it decodes).
+    """
+
+    @property
+    def spec(self) -> str:
+        """The registry string this encoder was loaded from (e.g. ``builtin``, ``local:/models/clip``)."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies weights + preprocessing; indexes refuse vectors from a different fingerprint."""
+        ...
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        """Smallest decode size worth reading for this encoder's input (for JPEG draft decoding)."""
+        ...
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> model input array (C, H, W) float32. Must be thread-safe."""
+        ...
+
+    def encode_pixels(self, pixels: np.ndarray) -> Embeddings:
+        """Batch of preprocessed images (N, C, H, W) -> (N, dim) normalised embeddings."""
+        ...
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Embeddings: ...
+
+    def encode_texts(self, texts: Sequence[str]) -> Embeddings: ...
+
+    def describe(self) -> dict[str, Any]:
+        """What a manifest records about the encoder: spec, fingerprint, dim, preprocessing."""
+        ...
+
+
+class TorchEncoder(ABC):
+    """Shared batching and inference plumbing for the torch encoders (builtin, Hugging Face)."""
+
+    image_batch_size: int = 16
+    text_batch_size: int = 64
+
+    def __init__(self, spec: str) -> None:
+        self._spec = spec
+
+    @property
+    def spec(self) -> str:
+        return self._spec
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def draft_size(self) -> tuple[int, int]: ...
+
+    @abstractmethod
+    def preprocess_image(self, image: Image.Image) -> np.ndarray: ...
+
+    @abstractmethod
+    def _embed_pixels(self, pixels: Any) -> Any:
+        """torch (N, C, H, W) -> torch (N, D), not yet normalised. Called under inference_mode."""
+
+    @abstractmethod
+    def _embed_texts(self, texts: list[str]) -> Any:
+        """list of texts -> torch (N, D), not yet normalised. Called under inference_mode."""
+
+    @abstractmethod
+    def preprocessing(self) -> dict[str, Any]: ...
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "preprocessing": self.preprocessing(),
+        }
+
+    def encode_pixels(self, pixels: np.ndarray) -> Embeddings:
+        import torch
+
+        out = np.empty((len(pixels), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(pixels), self.image_batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(pixels[start : start + self.image_batch_size]))
+                out[start : start + len(chunk)] = self._embed_pixels(chunk).float().numpy()
+        return l2_normalize(out)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Embeddings:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.encode_pixels(np.stack([self.preprocess_image(im.convert("RGB")) for im in images]))
+
+    def encode_texts(self, texts: Sequence[str]) -> Embeddings:
+        import torch
+
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            start = 0
+            for chunk in batched(texts, self.text_batch_size):
+                out[start : start + len(chunk)] = self._embed_texts(list(chunk)).float().numpy()
+                start += len(chunk)
+        return l2_normalize(out)
+
+
+def hash_files(paths: Sequence[Path], *, extra: Any = None, sample_bytes: int | None = None) -> str:
+    """sha256 over file contents (plus a JSON-able ``extra``), as a 16-hex-digit fingerprint.
+
+    With ``sample_bytes``, files larger than twice that are hashed by size plus their first and last
+    ``sample_bytes``: multi-GB checkpoints then fingerprint in milliseconds, and any real change of
+    weights (which rewrites the header or the tail) still changes the fingerprint.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(extra, sort_keys=True, default=str).encode())
+    for path in paths:
+        size = os.path.getsize(path)
+        h.update(f"{path.name}:{size}".encode())
+        with open(path, "rb") as fh:
+            if sample_bytes is not None and size > 2 * sample_bytes:
+                h.update(fh.read(sample_bytes))
+                fh.seek(-sample_bytes, os.SEEK_END)
+                h.update(fh.read(sample_bytes))
+            else:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
+def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
+    """Resize the shorter side to ``size`` (bicubic), then crop the centre ``size`` x ``size``."""
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return image.crop((left, top, left + size, top + size))

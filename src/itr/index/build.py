@@ -1,0 +1,179 @@
+"""Building and updating an index from a source: incremental, checkpointed, resumable.
+
+Re-running on the same source encodes only new or changed items and drops removed ones. Work is
+committed every ``checkpoint_every`` items, so an interrupted run leaves a loadable index (marked
+incomplete) and the next run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._utils import ProgressFn, batched
+from ..collection import OnError, SourceItem, SourceScan
+from ..encoders.base import Encoder
+from ..encoders.pipeline import encode_image_files
+from ..errors import IncompatibleIndexError, InputError
+from ..images import DEFAULT_MAX_PIXELS
+from .manifest import MANIFEST, read_manifest
+from .writer import IndexWriter
+
+COMPACT_MAX_SEGMENTS = 8
+COMPACT_DEAD_FRACTION = 0.3
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    """How ``build_index`` runs.
+
+    Attributes:
+        checkpoint_every: items per committed segment; an interruption loses at most this much work.
+        batch_size: images decoded and encoded per step.
+        workers: image decode threads (None: number of CPUs, at most 4).
+        max_pixels: decompression-bomb guard.
+        on_error: SKIP records bad items and goes on; STOP raises at the first one (nothing of the
+            current checkpoint is committed, earlier checkpoints stay).
+        rebuild: discard the existing index contents (required to change the model of an index).
+    """
+
+    checkpoint_every: int = 1024
+    batch_size: int = 32
+    workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    on_error: OnError = OnError.SKIP
+    rebuild: bool = False
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What a build did. ``failed`` holds one line per bad item (source problems included)."""
+
+    index: str
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    failed: list[str] = field(default_factory=list)
+    images_encoded: int = 0
+    texts_encoded: int = 0
+    seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "added": self.added, "updated": self.updated, "removed": self.removed,
+                "unchanged": self.unchanged, "failed": len(self.failed), "failures": self.failed,
+                "images_encoded": self.images_encoded, "texts_encoded": self.texts_encoded,
+                "seconds": round(self.seconds, 3), "images_per_second": round(self.images_per_second, 2),
+                "counts": self.counts}
+
+
+def build_index(
+    scan: SourceScan,
+    encoder: Encoder,
+    out: str | os.PathLike[str],
+    options: BuildOptions = BuildOptions(),
+    progress: ProgressFn | None = None,
+) -> BuildReport:
+    """Create or update the index at ``out`` from ``scan`` with ``encoder``.
+
+    Raises:
+        IncompatibleIndexError: ``out`` was built with another model (and ``rebuild`` is off).
+        InputError: with ``on_error=STOP``, the first bad item.
+    """
+    start = time.perf_counter()
+    root = Path(out)
+    report = BuildReport(index=str(root), failed=list(scan.problems))
+    if scan.problems and options.on_error is OnError.STOP:
+        raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
+    info = encoder.describe()
+    if (root / MANIFEST).is_file() and not options.rebuild:
+        built = read_manifest(root)["encoder"]
+        if built["fingerprint"] != info["fingerprint"]:
+            raise IncompatibleIndexError(
+                f"{root} was built with model '{built['spec']}' ({built['fingerprint']}); to index with "
+                f"'{info['spec']}' ({info['fingerprint']}) pass --rebuild, or use --model {built['spec']}"
+            )
+    with IndexWriter(root, encoder=info, source=scan.source, reset=options.rebuild) as writer:
+        live = writer.live_items()
+        wanted = {it.id for it in scan.items}
+        todo: list[SourceItem] = []
+        for it in scan.items:
+            old = live.get(it.id)
+            if old is None:
+                todo.append(it)
+            elif old[1] != it.signature:
+                todo.append(it)
+            else:
+                report.unchanged += 1
+        for item_id, (seg, _) in live.items():
+            if item_id not in wanted:
+                writer.delete(seg, [item_id])
+                report.removed += 1
+        total = len(todo)
+        done = 0
+        if progress:
+            progress(0, total)
+        for chunk in batched(todo, max(1, options.checkpoint_every)):
+            _encode_chunk(list(chunk), encoder, writer, live, options, report)
+            done += len(chunk)
+            writer.commit(complete=done >= total)
+            if progress:
+                progress(done, total)
+        writer.commit(complete=True)
+        if (len(writer.manifest["segments"]) > COMPACT_MAX_SEGMENTS
+                or writer.dead_fraction() > COMPACT_DEAD_FRACTION):
+            writer.compact()
+        report.counts = dict(writer.manifest["counts"])
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter,
+                  live: dict[str, tuple[str, str]], options: BuildOptions, report: BuildReport) -> None:
+    """Encode one checkpoint's items and stage them as a segment (plus deletion of old versions)."""
+    with_image = [it for it in chunk if it.image is not None]
+    ok_vectors: dict[str, np.ndarray] = {}
+    for batch in encode_image_files(encoder, [it.image for it in with_image],  # type: ignore[misc]
+                                    batch_size=options.batch_size, workers=options.workers,
+                                    max_pixels=options.max_pixels):
+        for pos, reason in batch.errors:
+            if options.on_error is OnError.STOP:
+                raise InputError(reason + " (stopped: --on-error stop)")
+            report.failed.append(reason)
+        for pos, vec in zip(batch.indices, batch.embeddings, strict=True):
+            ok_vectors[with_image[pos].id] = vec
+    kept = [it for it in chunk if it.image is None or it.id in ok_vectors]
+    report.images_encoded += len(ok_vectors)
+    report.updated += sum(it.id in live for it in kept)
+    report.added += sum(it.id not in live for it in kept)
+    # A changed item's old version goes in the same commit as its new one (or as its failure).
+    for it in chunk:
+        if it.id in live:
+            writer.delete(live[it.id][0], [it.id])
+    items: list[dict[str, Any]] = []
+    texts: list[dict[str, Any]] = []
+    rows: list[np.ndarray] = []
+    for it in kept:
+        row = None
+        if it.image is not None:
+            row = len(rows)
+            rows.append(ok_vectors[it.id])
+        items.append({"id": it.id, "image": it.image, "row": row, "signature": it.signature,
+                      "meta": it.meta, "captions": len(it.captions)})
+        texts.extend({"id": f"{it.id}#{n}", "item": it.id, "text": c} for n, c in enumerate(it.captions))
+    dim = encoder.dim
+    text_vectors = encoder.encode_texts([t["text"] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+    report.texts_encoded += len(texts)
+    if items:
+        image_matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+        writer.add_segment(items, image_matrix, texts, text_vectors)

@@ -1,0 +1,210 @@
+"""Writing an index folder: new segments, deletions, atomic commits, compaction.
+
+Why segments: appending a checkpoint must not rewrite the whole index (that would make a resumable
+run of N items cost O(N^2) writes), and readers must never see a half-written index. Segments are
+immutable once committed; deletions are tombstones; compaction rewrites live rows into one segment.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._utils import atomic_write_json, display_path, read_jsonl, save_npy, write_jsonl
+from ..errors import IndexLockedError, InputError
+from .manifest import MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
+from .store import read_tombstones
+
+LOCK = ".lock"
+
+
+class IndexWriter:
+    """Exclusive writer of one index folder. Use as a context manager (it holds a file lock).
+
+    Changes (``add_segment``, ``delete``) become visible only at ``commit``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, encoder: dict[str, Any], source: str | None = None,
+                 reset: bool = False) -> None:
+        self.root = Path(path)
+        self._encoder = encoder
+        self._source = source
+        self._reset = reset
+        self._lock_fd: int | None = None
+
+    def __enter__(self) -> IndexWriter:
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"{display_path(self.root)}: exists and is not a folder")
+        exists = (self.root / MANIFEST).is_file()
+        if self.root.exists() and not exists and any(p.name != LOCK for p in self.root.iterdir()):
+            raise InputError(f"{display_path(self.root)}: folder is not empty and holds no ITR index; "
+                             "choose a new --out folder")
+        (self.root / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise IndexLockedError(f"{display_path(self.root)}: another process is writing this index") from exc
+        if exists and not self._reset:
+            self.manifest = read_manifest(self.root)
+            self.tombstones = {k: set(v) for k, v in read_tombstones(self.root, self.manifest).items()}
+        else:
+            old = read_manifest(self.root) if exists else None
+            self.manifest = new_manifest(self._encoder, self._source)
+            if old is not None:  # --rebuild: keep numbering going so old files are never reused
+                self.manifest["generation"] = old.get("generation", 0)
+                self.manifest["next_segment"] = old.get("next_segment", 1)
+            self.tombstones = {}
+        self._pending_segments: list[dict[str, Any]] = []
+        self._items_cache: dict[str, list[dict[str, Any]]] = {}
+        self._dirty = not exists or self._reset
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- reading the state the writer will build on ------------------------------------------------
+    def _segment_items(self, name: str) -> list[dict[str, Any]]:
+        if name not in self._items_cache:
+            self._items_cache[name] = read_jsonl(self.root / SEGMENTS_DIR / name / "items.jsonl")
+        return self._items_cache[name]
+
+    def live_items(self) -> dict[str, tuple[str, str]]:
+        """item id -> (segment name, signature) for every live item, pending segments included."""
+        live: dict[str, tuple[str, str]] = {}
+        for seg in [*self.manifest["segments"], *self._pending_segments]:
+            deleted = self.tombstones.get(seg["name"], set())
+            for it in self._segment_items(seg["name"]):
+                if it["id"] not in deleted:
+                    live[it["id"]] = (seg["name"], it["signature"])
+        return live
+
+    # -- changes -------------------------------------------------------------------------------------
+    def add_segment(self, items: Sequence[dict[str, Any]], images: np.ndarray,
+                    texts: Sequence[dict[str, Any]], text_vectors: np.ndarray) -> str:
+        """Write a segment folder (not yet visible). ``items`` carry ``row`` (image row or None)."""
+        dim = int(self.manifest["dim"])
+        for arr in (images, text_vectors):
+            if arr.ndim != 2 or arr.shape[1] != dim or arr.dtype != np.float32:
+                raise ValueError(f"segment vectors must be float32 (n, {dim}), got {arr.dtype} {arr.shape}")
+        name = f"seg-{self.manifest['next_segment']:06d}"
+        self.manifest["next_segment"] += 1
+        tmp = self.root / SEGMENTS_DIR / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_npy(tmp / "images.npy", images)
+        save_npy(tmp / "texts.npy", text_vectors)
+        write_jsonl(tmp / "items.jsonl", items)
+        write_jsonl(tmp / "texts.jsonl", texts)
+        os.replace(tmp, self.root / SEGMENTS_DIR / name)
+        self._items_cache[name] = list(items)
+        self._pending_segments.append({"name": name, "items": len(items), "images": int(len(images)),
+                                       "texts": int(len(text_vectors))})
+        self._dirty = True
+        return name
+
+    def delete(self, segment: str, item_ids: Sequence[str]) -> None:
+        if item_ids:
+            self.tombstones.setdefault(segment, set()).update(item_ids)
+            self._dirty = True
+
+    def commit(self, *, complete: bool = True) -> None:
+        """Make all pending changes visible at once (manifest replaced atomically)."""
+        if not self._dirty and self.manifest.get("complete") == complete:
+            return
+        m = self.manifest
+        m["segments"] = [*m["segments"], *self._pending_segments]
+        m["generation"] += 1
+        m["complete"] = complete
+        m["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        m.setdefault("created_at", m["updated_at"])
+        live_names = {s["name"] for s in m["segments"]}
+        self.tombstones = {k: v for k, v in self.tombstones.items() if k in live_names and v}
+        if self.tombstones:
+            tomb_name = f"tombstones-{m['generation']:06d}.json"
+            atomic_write_json(self.root / tomb_name, {k: sorted(v) for k, v in sorted(self.tombstones.items())})
+            m["tombstones"] = tomb_name
+        else:
+            m["tombstones"] = None
+        m["counts"] = self._count_live()
+        atomic_write_json(self.root / MANIFEST, m)
+        self._pending_segments = []
+        self._dirty = False
+        self._collect_garbage()
+
+    def _count_live(self) -> dict[str, int]:
+        items = images = texts = 0
+        for seg in self.manifest["segments"]:
+            deleted = self.tombstones.get(seg["name"], set())
+            for it in self._segment_items(seg["name"]):
+                if it["id"] not in deleted:
+                    items += 1
+                    images += it.get("row") is not None
+                    texts += it.get("captions", 0)
+        return {"items": items, "images": images, "texts": texts}
+
+    def _collect_garbage(self) -> None:
+        """Remove files no manifest refers to: old tombstones, compacted or abandoned segments."""
+        keep = {s["name"] for s in self.manifest["segments"]}
+        for d in (self.root / SEGMENTS_DIR).iterdir():
+            if d.name not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+        for f in self.root.glob("tombstones-*.json"):
+            if f.name != self.manifest["tombstones"]:
+                f.unlink(missing_ok=True)
+
+    # -- compaction ----------------------------------------------------------------------------------
+    def dead_fraction(self) -> float:
+        total = sum(s["items"] for s in self.manifest["segments"])
+        dead = sum(len(v) for v in self.tombstones.values())
+        return dead / total if total else 0.0
+
+    def compact(self) -> None:
+        """Rewrite all live rows into a single segment, then commit."""
+        self.commit(complete=self.manifest["complete"])
+        old = list(self.manifest["segments"])
+        if len(old) <= 1 and not self.tombstones:
+            return
+        items: list[dict[str, Any]] = []
+        texts: list[dict[str, Any]] = []
+        img_parts: list[np.ndarray] = []
+        txt_parts: list[np.ndarray] = []
+        for seg in old:
+            folder = self.root / SEGMENTS_DIR / seg["name"]
+            deleted = self.tombstones.get(seg["name"], set())
+            seg_items = self._segment_items(seg["name"])
+            seg_texts = read_jsonl(folder / "texts.jsonl")
+            images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+            vectors = np.load(folder / "texts.npy", mmap_mode="r", allow_pickle=False)
+            rows = [it["row"] for it in seg_items if it["id"] not in deleted and it.get("row") is not None]
+            img_parts.append(np.asarray(images[rows]) if rows else np.zeros((0, images.shape[1]), np.float32))
+            base = sum(len(p) for p in img_parts[:-1])
+            k = 0
+            for it in seg_items:
+                if it["id"] in deleted:
+                    continue
+                if it.get("row") is not None:
+                    it = {**it, "row": base + k}
+                    k += 1
+                items.append(it)
+            keep_t = [i for i, t in enumerate(seg_texts) if t["item"] not in deleted]
+            texts.extend(seg_texts[i] for i in keep_t)
+            txt_parts.append(np.asarray(vectors[keep_t]) if keep_t else np.zeros((0, vectors.shape[1]), np.float32))
+        dim = int(self.manifest["dim"])
+        self.manifest["segments"] = []
+        self.tombstones = {}
+        self.add_segment(items, np.concatenate(img_parts) if img_parts else np.zeros((0, dim), np.float32),
+                         texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32))
+        self.commit(complete=self.manifest["complete"])
