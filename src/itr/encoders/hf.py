@@ -7,8 +7,6 @@ the checkpoint's own ``preprocessor_config.json`` describes, run by transformers
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +16,7 @@ from PIL import Image
 
 from .._utils import require
 from ..errors import InputError
+from ._quiet import quiet_transformers
 from .base import TorchEncoder, hash_files
 
 
@@ -43,19 +42,6 @@ def _features(out: Any) -> Any:
     return out if hasattr(out, "shape") else out.pooler_output
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Any:
-    # transformers logs that its torchvision image processors are unavailable and falls back to
-    # the Pillow ones; that is expected here (no torchvision build for this torch) and not news.
-    logger = logging.getLogger("transformers")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 class HFEncoder(TorchEncoder):
     """A transformers dual encoder loaded from a folder (or the local hub cache)."""
 
@@ -64,7 +50,7 @@ class HFEncoder(TorchEncoder):
         transformers = require("transformers", "hf", f"model '{spec}'")
         require("torch", "hf", f"model '{spec}'")
         try:
-            with _quiet_transformers():
+            with quiet_transformers():
                 self.model = transformers.AutoModel.from_pretrained(folder, local_files_only=True).eval()
                 self.tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
                 self.processor = transformers.AutoImageProcessor.from_pretrained(folder, local_files_only=True)

@@ -146,7 +146,7 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
     for batch in encode_image_files(encoder, [it.image for it in with_image],  # type: ignore[misc]
                                     batch_size=options.batch_size, workers=options.workers,
                                     max_pixels=options.max_pixels):
-        for pos, reason in batch.errors:
+        for _pos, reason in batch.errors:
             if options.on_error is OnError.STOP:
                 raise InputError(reason + " (stopped: --on-error stop)")
             report.failed.append(reason)
