@@ -112,7 +112,8 @@ def build_emoji_dataset(out: str | os.PathLike[str], *, lang: str = "en", limit:
     """Render emoji into ``out/images`` and write ``out/emoji-<lang>.jsonl``.
 
     Lines are ``{"id", "image", "captions": [name, "kw1, kw2, ..."], "meta": {"char", "name",
-    "keywords", "lang", "split"}}``. Images already rendered are reused. Returns the JSONL path.
+    "keywords", "lang", "split"}}``. Images already rendered are reused. ``limit`` caps the number
+    of emoji written. Returns the JSONL path.
     """
     root = Path(out)
     images = root / "images"
@@ -122,8 +123,10 @@ def build_emoji_dataset(out: str | os.PathLike[str], *, lang: str = "en", limit:
     lines: list[str] = []
     import json
 
-    todo = annotations[:limit] if limit else annotations
+    todo = annotations
     for n, ann in enumerate(todo, start=1):
+        if limit is not None and len(lines) >= limit:
+            break
         fname = _file_name(ann.char)
         path = images / fname
         if not path.exists():

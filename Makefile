@@ -1,0 +1,43 @@
+# Quick start: `make demo` (build a demo index on the built-in model and query it), `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := .demo
+
+.PHONY: demo test lint bench system-deps clean
+
+# torch is installed first and pinned: 2.13.0 is the CPU build this kind of machine provides; an
+# unpinned torch would pull several GB of CUDA wheels.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[all]" --group dev
+	touch $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+demo: $(STAMP) system-deps
+	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
+	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index
+	$(BIN)/itr info $(DEMO)/index
+	$(BIN)/itr search $(DEMO)/index "a watch" -k 5
+	$(BIN)/itr search $(DEMO)/index "musical instrument" -k 5
+	$(BIN)/itr search $(DEMO)/index "airplane" -k 5
+	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f98b.png --target texts -k 5
+	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP) system-deps
+	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
+	$(BIN)/python benchmarks/encode_throughput.py --data $(DEMO)/emoji --n 512 --json bench-out/encode_throughput.json
+
+clean:
+	rm -rf $(VENV) $(DEMO) bench-out .pytest_cache

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Debian packages whose files ITR's offline demo data and tests use: the Noto colour emoji font and
+# Unicode CLDR annotations (names/keywords of emoji in 100+ languages). Installs them if missing.
+set -euo pipefail
+need=()
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need+=(fonts-noto-color-emoji)
+[ -f /usr/share/unicode/cldr/common/annotations/en.xml ] || need+=(unicode-cldr-core)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
+  echo "missing Debian packages: ${need[*]}; install them with: apt-get install ${need[*]}" >&2; exit 1
+fi
+echo "installing Debian packages: ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
