@@ -15,6 +15,13 @@ from itr.testing import ColorEncoder, random_unit_vectors, solid_image
 from itr.types import Target
 
 
+def _assert_counts_consistent(idx: DenseIndex) -> None:
+    items = list(idx.items())
+    recount = {"items": len(items), "images": sum(it["row"] is not None for it in items),
+               "texts": sum(it["captions"] for it in items)}
+    assert idx.counts == recount
+
+
 def _build(src: Path, out: Path, enc: ColorEncoder, **opts: object):
     return build_index(scan_source(src), enc, out, BuildOptions(**opts))  # type: ignore[arg-type]
 
@@ -88,6 +95,7 @@ def test_incremental_reindex(color_folder: Path, tmp_path: Path) -> None:
     idx = DenseIndex.open(out)
     assert sorted(it["id"] for it in idx.items()) == ["green.jpg", "new/yellow.png", "sub/blue.webp"]
     assert len(idx) == 3
+    _assert_counts_consistent(idx)
     hits = Searcher(enc, idx).search_text("blue", k=3)
     assert {h.id for h in hits[:2]} == {"green.jpg", "sub/blue.webp"}
     assert "red.png" not in {h.id for h in hits}
@@ -191,6 +199,7 @@ def test_compaction_keeps_results(tmp_path: Path) -> None:
     build_index(scan_source(src), enc, out, BuildOptions())  # 50% deleted -> compacted
     idx = DenseIndex.open(out)
     assert idx.manifest["tombstones"] is None and len(idx) == 6
+    _assert_counts_consistent(idx)
     hits = Searcher(enc, idx).search_text("green", k=6)
     assert {h.id for h in hits[:2]} == {"01.png", "07.png"}
 
@@ -208,6 +217,10 @@ def test_text_only_items_and_empty_query(color_jsonl: Path, tmp_path: Path) -> N
     out = tmp_path / "idx"
     report = _build(color_jsonl, out, ColorEncoder())
     assert report.counts == {"items": 4, "images": 3, "texts": 5}
+    _assert_counts_consistent(DenseIndex.open(out))
+    color_jsonl.write_text(color_jsonl.read_text().replace("a green square", "a lime square"))
+    _build(color_jsonl, out, ColorEncoder())  # one item changed: deleted and re-added
+    _assert_counts_consistent(DenseIndex.open(out))
     s = Searcher(ColorEncoder(), DenseIndex.open(out))
     assert s.search_text("yellow", k=1, target=Target.TEXTS)[0].id == "note#0"
     assert "note" not in {h.id for h in s.search_text("yellow", k=10)}

@@ -75,6 +75,7 @@ class IndexWriter:
             self.tombstones = {}
         self._pending_segments: list[dict[str, Any]] = []
         self._items_cache: dict[str, list[dict[str, Any]]] = {}
+        self._lookup_cache: dict[str, dict[str, dict[str, Any]]] = {}
         self._dirty = old is None or self._reset
         # Leftovers of a writer that died before committing are unreachable: remove them now.
         committed = old if old is not None else self.manifest
@@ -123,13 +124,32 @@ class IndexWriter:
         self._items_cache[name] = list(items)
         self._pending_segments.append({"name": name, "items": len(items), "images": int(len(images)),
                                        "texts": int(len(text_vectors))})
+        counts = self.manifest["counts"]
+        counts["items"] += len(items)
+        counts["images"] += int(len(images))
+        counts["texts"] += int(len(text_vectors))
         self._dirty = True
         return name
 
     def delete(self, segment: str, item_ids: Sequence[str]) -> None:
-        if item_ids:
-            self.tombstones.setdefault(segment, set()).update(item_ids)
+        """Mark items of ``segment`` deleted (ids not in it, or already deleted, are ignored)."""
+        dead = self.tombstones.setdefault(segment, set())
+        by_id = self._segment_lookup(segment)
+        counts = self.manifest["counts"]
+        for item_id in item_ids:
+            it = by_id.get(item_id)
+            if it is None or item_id in dead:
+                continue
+            dead.add(item_id)
+            counts["items"] -= 1
+            counts["images"] -= it.get("row") is not None
+            counts["texts"] -= it.get("captions", 0)
             self._dirty = True
+
+    def _segment_lookup(self, name: str) -> dict[str, dict[str, Any]]:
+        if name not in self._lookup_cache:
+            self._lookup_cache[name] = {it["id"]: it for it in self._segment_items(name)}
+        return self._lookup_cache[name]
 
     def commit(self, *, complete: bool = True) -> None:
         """Make all pending changes visible at once (manifest replaced atomically)."""
@@ -149,22 +169,10 @@ class IndexWriter:
             m["tombstones"] = tomb_name
         else:
             m["tombstones"] = None
-        m["counts"] = self._count_live()
         atomic_write_json(self.root / MANIFEST, m)
         self._pending_segments = []
         self._dirty = False
         self._collect_garbage(m)
-
-    def _count_live(self) -> dict[str, int]:
-        items = images = texts = 0
-        for seg in self.manifest["segments"]:
-            deleted = self.tombstones.get(seg["name"], set())
-            for it in self._segment_items(seg["name"]):
-                if it["id"] not in deleted:
-                    items += 1
-                    images += it.get("row") is not None
-                    texts += it.get("captions", 0)
-        return {"items": items, "images": images, "texts": texts}
 
     def _collect_garbage(self, manifest: dict[str, Any]) -> None:
         """Remove files the committed manifest does not refer to: old tombstones, compacted or
@@ -217,6 +225,7 @@ class IndexWriter:
             txt_parts.append(np.asarray(vectors[keep_t]) if keep_t else np.zeros((0, vectors.shape[1]), np.float32))
         dim = int(self.manifest["dim"])
         self.manifest["segments"] = []
+        self.manifest["counts"] = {"items": 0, "images": 0, "texts": 0}
         self.tombstones = {}
         self.add_segment(items, np.concatenate(img_parts) if img_parts else np.zeros((0, dim), np.float32),
                          texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32))
