@@ -11,9 +11,9 @@ DEMO   := .demo
 # unpinned torch would pull several GB of CUDA wheels.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[all]" --group dev
+	$(BIN)/python -m pip install -qq --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -qq torch==2.13.0
+	$(BIN)/python -m pip install -qq -e ".[all]" --group dev
 	touch $(STAMP)
 
 system-deps:
@@ -23,8 +23,8 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
 	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index
 	$(BIN)/itr info $(DEMO)/index
-	$(BIN)/itr search $(DEMO)/index "a watch" -k 5
-	$(BIN)/itr search $(DEMO)/index "musical instrument" -k 5
+	$(BIN)/itr search $(DEMO)/index "a guitar" -k 5
+	$(BIN)/itr search $(DEMO)/index "a bicycle" -k 5
 	$(BIN)/itr search $(DEMO)/index "airplane" -k 5
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f98b.png --target texts -k 5
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5

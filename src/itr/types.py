@@ -31,6 +31,7 @@ class Hit:
         path: Image file path (image hits).
         text: Caption text (text hits).
         item_id: Id of the item the hit belongs to (same as ``id`` for image hits).
+        caption: For image hits, the item's first caption, if it has one.
         meta: The item's metadata from the source.
     """
 
@@ -40,6 +41,7 @@ class Hit:
     item_id: str
     path: str | None = None
     text: str | None = None
+    caption: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +50,8 @@ class Hit:
             out["path"] = self.path
         if self.text is not None:
             out["text"] = self.text
+        if self.caption is not None:
+            out["caption"] = self.caption
         out["item_id"] = self.item_id
         if self.meta:
             out["meta"] = self.meta

@@ -56,10 +56,10 @@ def test_text_to_image_search_json_and_table(emoji_index: Path) -> None:
     payload = json.loads(stdout)
     assert code == 0 and payload["query"] == "a watch" and len(payload["results"]) == 3
     first = payload["results"][0]
-    assert set(first) >= {"id", "score", "path"} and Path(first["path"]).exists()
+    assert set(first) >= {"id", "score", "path", "caption"} and Path(first["path"]).exists()
     assert [r["score"] for r in payload["results"]] == sorted((r["score"] for r in payload["results"]), reverse=True)
     code, stdout, _ = itr("search", emoji_index, "a watch", "-k", "2")
-    assert code == 0 and "score" in stdout and first["id"] in stdout
+    assert code == 0 and "score" in stdout and first["id"] in stdout and first["caption"] in stdout
 
 
 def test_image_to_text_and_image_to_image(emoji_index: Path, emoji_jsonl: Path) -> None:

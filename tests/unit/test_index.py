@@ -38,6 +38,7 @@ def test_round_trip_and_search_both_directions(color_jsonl: Path, tmp_path: Path
     s = Searcher(color_encoder, DenseIndex.open(out))
     hits = s.search_text("green", k=3)
     assert [h.id for h in hits][0] == "g" and hits[0].path and hits[0].path.endswith("g.png")
+    assert hits[0].caption == "a green square" and hits[0].to_dict()["caption"] == "a green square"
     assert hits[0].score >= hits[1].score >= hits[2].score
     texts = s.search_image(color_jsonl.parent / "img" / "r.png", k=2, target=Target.TEXTS)
     assert texts[0].item_id == "r" and texts[0].text in ("a red square", "crimson tile")

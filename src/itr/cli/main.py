@@ -160,12 +160,27 @@ def search(
     table = Table(title=f"{tgt.value} for: {shown}", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
-    table.add_column("id")
-    table.add_column("path" if tgt is Target.IMAGES else "text")
+    table.add_column("id", overflow="fold")
+    if tgt is Target.IMAGES:
+        table.add_column("caption", overflow="fold")
+        table.add_column("path", overflow="fold")
+    else:
+        table.add_column("text", overflow="fold")
     for rank, h in enumerate(hits, 1):
-        table.add_row(str(rank), f"{h.score:.3f}", display_path(h.item_id) if h.kind == "image" else h.id,
-                      display_path(h.path or "") if h.kind == "image" else (h.text or ""))
+        if h.kind == "image":
+            table.add_row(str(rank), f"{h.score:.3f}", display_path(h.item_id), h.caption or "",
+                          _short_path(h.path or ""))
+        else:
+            table.add_row(str(rank), f"{h.score:.3f}", h.id, h.text or "")
     out.print(table)
+
+
+def _short_path(path: str) -> str:
+    """Relative to the working directory when under it: tables stay readable."""
+    import os
+
+    rel = os.path.relpath(path)
+    return display_path(rel if not rel.startswith("..") else path)
 
 
 @app.command()

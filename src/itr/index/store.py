@@ -30,6 +30,7 @@ class Segment:
     image_live: np.ndarray  # bool (n_images,)
     text_live: np.ndarray  # bool (n_texts,)
     meta_by_id: dict[str, dict[str, Any]]
+    first_caption: dict[str, str]
 
 
 def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
@@ -42,7 +43,11 @@ def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
     image_live = np.array([it["id"] not in deleted for it in image_items], dtype=bool)
     text_live = np.array([t["item"] not in deleted for t in text_rows], dtype=bool)
     meta_by_id = {it["id"]: it.get("meta", {}) for it in items}
-    return Segment(name, images, texts, items, image_items, text_rows, image_live, text_live, meta_by_id)
+    first_caption: dict[str, str] = {}
+    for t in text_rows:
+        first_caption.setdefault(t["item"], t["text"])
+    return Segment(name, images, texts, items, image_items, text_rows, image_live, text_live, meta_by_id,
+                   first_caption)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -136,7 +141,8 @@ class DenseIndex:
         seg = self.segments[si]
         if target is Target.IMAGES:
             it = seg.image_items[row]
-            return Hit(id=it["id"], score=score, kind="image", item_id=it["id"], path=it["image"], meta=it.get("meta", {}))
+            return Hit(id=it["id"], score=score, kind="image", item_id=it["id"], path=it["image"],
+                       caption=seg.first_caption.get(it["id"]), meta=it.get("meta", {}))
         t = seg.text_rows[row]
         return Hit(id=t["id"], score=score, kind="text", item_id=t["item"], text=t["text"],
                    meta=seg.meta_by_id.get(t["item"], {}))
