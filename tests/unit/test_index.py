@@ -102,14 +102,19 @@ def test_incremental_reindex(color_folder: Path, tmp_path: Path) -> None:
     assert "red.png" not in {h.id for h in hits}
 
 
+def _rgb_folder(src: Path, n: int) -> Path:
+    """n images 00.png, 01.png, ... cycling red, green, blue."""
+    for i in range(n):
+        solid_image(src / f"{i:02d}.png", ("red", "green", "blue")[i % 3])
+    return src
+
+
 class _Interrupt(Exception):
     pass
 
 
 def test_interrupted_run_leaves_loadable_index_and_resumes(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    for i in range(10):
-        solid_image(src / f"{i:02d}.png", ("red", "green", "blue")[i % 3])
+    src = _rgb_folder(tmp_path / "src", 10)
     out = tmp_path / "idx"
     enc = ColorEncoder()
 
@@ -187,9 +192,7 @@ def test_bad_images_are_reported_not_fatal(color_folder: Path, tmp_path: Path) -
 
 
 def test_compaction_keeps_results(tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    for i in range(12):
-        solid_image(src / f"{i:02d}.png", ("red", "green", "blue")[i % 3])
+    src = _rgb_folder(tmp_path / "src", 12)
     out = tmp_path / "idx"
     enc = ColorEncoder()
     build_index(scan_source(src), enc, out, BuildOptions(checkpoint_every=1))  # 12 segments -> compacted

@@ -114,7 +114,6 @@ def index(
             err.print(f"  ... and {len(report.failed) - 10} more (see --json for all)")
 
 
-E = TypeVar("E")
 
 
 def _choice(enum: Any, value: str, flag: str) -> Any:
