@@ -154,3 +154,19 @@ def test_kill_9_mid_index_then_resume(tmp_path: Path) -> None:
     assert report["counts"]["items"] == 50
     code, stdout, _ = itr("info", out, "--json")
     assert json.loads(stdout)["complete"] is True
+
+
+def test_make_dataset_and_models(tmp_path: Path) -> None:
+    require_emoji_data()
+    code, stdout, _ = itr("make-dataset", "emoji", "--out", tmp_path / "fr", "--lang", "fr", "--limit", "5")
+    jsonl = Path(stdout.strip())
+    assert code == 0 and jsonl.name == "emoji-fr.jsonl"
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 5 and all((jsonl.parent / r["image"]).is_file() for r in rows)
+    assert all(r["meta"]["lang"] == "fr" and r["meta"]["split"] in ("train", "val", "test") for r in rows)
+    code, _, stderr = itr("make-dataset", "coco", "--out", tmp_path / "x")
+    assert code == 2 and "unknown dataset 'coco'" in stderr
+    code, _, stderr = itr("make-dataset", "emoji", "--out", tmp_path / "x", "--lang", "zz-nope")
+    assert code == 2 and "no CLDR annotations for language 'zz-nope'" in stderr
+    code, stdout, _ = itr("models")
+    assert code == 0 and stdout.splitlines()[:2] == ["builtin", "builtin:conse"]
