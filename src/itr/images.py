@@ -61,7 +61,7 @@ def load_image(
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{shown}: not a readable image (unknown or corrupt format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it") from exc
+        raise _bomb(shown, exc) from exc
     except OSError as exc:
         raise BadImageError(f"{shown}: cannot open ({exc})") from exc
     try:
@@ -79,13 +79,17 @@ def load_image(
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it") from exc
+        raise _bomb(shown, exc) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated/corrupt data as OSError ("image file is truncated"), SyntaxError
         # (some PNG chunk errors) or ValueError.
         raise BadImageError(f"{shown}: corrupt or truncated image data ({exc})") from exc
     finally:
         img.close()
+
+
+def _bomb(shown: str, exc: Exception) -> BadImageError:
+    return BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it")
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ._utils import l2_normalize
+from .encoders.base import encode_images_via_pixels
 from .types import Embeddings
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -51,9 +52,7 @@ class ColorEncoder:
         return l2_normalize(out)
 
     def encode_images(self, images: Sequence[Image.Image]) -> Embeddings:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_pixels(np.stack([self.preprocess_image(i.convert("RGB")) for i in images]))
+        return encode_images_via_pixels(self, images)
 
     def encode_texts(self, texts: Sequence[str]) -> Embeddings:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

@@ -240,3 +240,14 @@ def test_index_survives_copy(color_jsonl: Path, tmp_path: Path) -> None:
     _build(color_jsonl, out, ColorEncoder())
     shutil.copytree(out, tmp_path / "copy")
     assert len(DenseIndex.open(tmp_path / "copy")) == 3
+
+
+def test_writer_itself_refuses_another_encoder(tmp_path: Path) -> None:
+    with IndexWriter(tmp_path / "i", encoder={"spec": "a", "fingerprint": "fa", "dim": 4}) as w:
+        w.commit()
+    with pytest.raises(IncompatibleIndexError, match="built with model 'a'"):
+        with IndexWriter(tmp_path / "i", encoder={"spec": "b", "fingerprint": "fb", "dim": 4}):
+            pass
+    with IndexWriter(tmp_path / "i", encoder={"spec": "b", "fingerprint": "fb", "dim": 4}, reset=True) as w:
+        w.commit()
+    assert DenseIndex.open(tmp_path / "i").encoder_info["spec"] == "b"

@@ -118,9 +118,7 @@ class TorchEncoder(ABC):
         return l2_normalize(out)
 
     def encode_images(self, images: Sequence[Image.Image]) -> Embeddings:
-        if not images:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return self.encode_pixels(np.stack([self.preprocess_image(im.convert("RGB")) for im in images]))
+        return encode_images_via_pixels(self, images)
 
     def encode_texts(self, texts: Sequence[str]) -> Embeddings:
         import torch
@@ -133,6 +131,13 @@ class TorchEncoder(ABC):
                 out[start : start + len(chunk)] = self._embed_texts(list(chunk)).float().numpy()
                 start += len(chunk)
         return l2_normalize(out)
+
+
+def encode_images_via_pixels(encoder: Encoder, images: Sequence[Image.Image]) -> Embeddings:
+    """``encode_images`` for any encoder: preprocess each image, stack, ``encode_pixels``."""
+    if not images:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return encoder.encode_pixels(np.stack([encoder.preprocess_image(im.convert("RGB")) for im in images]))
 
 
 def hash_files(paths: Sequence[Path], *, extra: Any = None, sample_bytes: int | None = None) -> str:

@@ -19,9 +19,8 @@ from .._utils import ProgressFn, batched
 from ..collection import OnError, SourceItem, SourceScan
 from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
-from ..errors import IncompatibleIndexError, InputError
+from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
-from .manifest import MANIFEST, read_manifest
 from .writer import IndexWriter
 
 COMPACT_MAX_SEGMENTS = 8
@@ -87,7 +86,8 @@ def build_index(
     """Create or update the index at ``out`` from ``scan`` with ``encoder``.
 
     Raises:
-        IncompatibleIndexError: ``out`` was built with another model (and ``rebuild`` is off).
+        IncompatibleIndexError: ``out`` was built with another model (and ``rebuild`` is off);
+            raised by IndexWriter before anything is written.
         InputError: with ``on_error=STOP``, the first bad item.
     """
     start = time.perf_counter()
@@ -95,15 +95,7 @@ def build_index(
     report = BuildReport(index=str(root), failed=list(scan.problems))
     if scan.problems and options.on_error is OnError.STOP:
         raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
-    info = encoder.describe()
-    if (root / MANIFEST).is_file() and not options.rebuild:
-        built = read_manifest(root)["encoder"]
-        if built["fingerprint"] != info["fingerprint"]:
-            raise IncompatibleIndexError(
-                f"{root} was built with model '{built['spec']}' ({built['fingerprint']}); to index with "
-                f"'{info['spec']}' ({info['fingerprint']}) pass --rebuild, or use --model {built['spec']}"
-            )
-    with IndexWriter(root, encoder=info, source=scan.source, reset=options.rebuild) as writer:
+    with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild) as writer:
         live = writer.live_items()
         wanted = {it.id for it in scan.items}
         todo: list[SourceItem] = []

@@ -31,6 +31,7 @@ class Segment:
     text_live: np.ndarray  # bool (n_texts,)
     meta_by_id: dict[str, dict[str, Any]]
     first_caption: dict[str, str]
+    deleted: set[str]
 
 
 def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
@@ -47,7 +48,7 @@ def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
     for t in text_rows:
         first_caption.setdefault(t["item"], t["text"])
     return Segment(name, images, texts, items, image_items, text_rows, image_live, text_live, meta_by_id,
-                   first_caption)
+                   first_caption, deleted)
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -149,10 +150,8 @@ class DenseIndex:
 
     def items(self) -> Iterable[dict[str, Any]]:
         """Live item records."""
-        tomb = read_tombstones(self.root, self.manifest)
         for seg in self.segments:
-            deleted = set(tomb.get(seg.name, ()))
-            yield from (it for it in seg.items if it["id"] not in deleted)
+            yield from (it for it in seg.items if it["id"] not in seg.deleted)
 
     def nbytes(self) -> int:
         """Bytes the index occupies on disk."""

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._utils import atomic_write_json, display_path, read_jsonl, save_npy, write_jsonl
-from ..errors import IndexLockedError, InputError
+from ..errors import IncompatibleIndexError, IndexLockedError, InputError
 from .manifest import MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
 from .store import read_tombstones
 
@@ -64,6 +64,12 @@ class IndexWriter:
 
     def _load_state(self, exists: bool) -> None:
         old = read_manifest(self.root) if exists else None
+        if old is not None and not self._reset and old["encoder"]["fingerprint"] != self._encoder["fingerprint"]:
+            built, new = old["encoder"], self._encoder
+            raise IncompatibleIndexError(
+                f"{display_path(self.root)} was built with model '{built['spec']}' ({built['fingerprint']}); to "
+                f"index with '{new['spec']}' ({new['fingerprint']}) pass --rebuild, or use --model {built['spec']}"
+            )
         if old is not None and not self._reset:
             self.manifest = old
             self.tombstones = {k: set(v) for k, v in read_tombstones(self.root, old).items()}
