@@ -92,3 +92,11 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 def display_path(p: str | os.PathLike[str]) -> str:
     """A printable form of a path: undecodable bytes of non-UTF-8 names become \\x escapes."""
     return os.fsencode(p).decode("utf-8", "backslashreplace")
+
+
+def cache_dir() -> Path:
+    """Where derived, re-computable files go (``ITR_CACHE_DIR``, else ``$XDG_CACHE_HOME/itr``)."""
+    env = os.environ.get("ITR_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itr"

@@ -9,6 +9,7 @@ large that decoding them is a denial of service (a "decompression bomb").
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 """Pillow's own decompression-bomb threshold (about 9500 x 9500); larger images are refused."""
 
 _BACKGROUND = (255, 255, 255)
+
+# Pillow warns (and only errors at twice the limit) for images above MAX_IMAGE_PIXELS; load_image
+# refuses every such image itself with a clear BadImageError, so the warning would only add noise.
+# A process-wide filter, because warnings.catch_warnings is not thread-safe and decoding is threaded.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:

@@ -51,6 +51,6 @@ def test_rendered_emoji_find_their_names(builtin_encoder) -> None:
 
 
 def test_class_embeddings_cached(builtin_encoder, tmp_path, monkeypatch) -> None:
-    from itr.encoders.builtin import cache_dir
+    from itr._utils import cache_dir
 
     assert list(cache_dir().glob("builtin-conse-classes-*.npy"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -215,6 +216,97 @@ def models() -> None:
 
     for name in list_encoders():
         out.print(name, markup=False)
+
+
+@app.command("eval")
+def eval_(
+    datasets: Annotated[list[str], typer.Argument(
+        metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart.")],
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
+    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare (exact).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split to evaluate (default: test for karpathy and built-in sets).")] = None,
+    images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
+    skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images that exist/decode when some do not.")] = False,
+    max_captions: Annotated[int | None, typer.Option(help="Captions per image (0: all; karpathy default 5).")] = None,
+    tie: Annotated[str, typer.Option(help="Tie rule: 'pessimistic' (ties count against) or 'optimistic'.")] = "pessimistic",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
+    md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
+    plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per encoding step.")] = 32,
+    workers: Annotated[int | None, typer.Option(help="Image decoding threads.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed (sampling of latency queries).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Recall@K both ways (plus speed and size) of one or more models on one or more datasets."""
+    from ..encoders import load_encoder
+    from ..eval import EvalOptions, LoadOptions, load_eval_dataset, run_eval
+    from ..eval.report import (
+        LANGUAGE_COLUMNS,
+        TERMINAL_COLUMNS,
+        check_plot_path,
+        language_rows,
+        plot_recall,
+        reports_json,
+        terminal_header,
+        terminal_rows,
+        write_json,
+        write_markdown,
+    )
+    from ..eval.runner import check_index_kind
+
+    models = models or ["builtin"]
+    indexes = indexes or ["exact"]
+    to_stdout = json_path is not None and str(json_path) == "-"
+    quiet = quiet or to_stdout
+    reports: list[dict[str, Any]] = []
+    with _errors():
+        if tie not in ("pessimistic", "optimistic"):
+            _fail(f"--tie must be 'pessimistic' or 'optimistic' (got '{tie}')")
+        for kind in indexes:
+            check_index_kind(kind)
+        if plot_path is not None:
+            check_plot_path(plot_path)
+        load = LoadOptions(split=split, images_root=str(images_root) if images_root else None,
+                           skip_missing=skip_missing, max_captions=max_captions)
+        options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
+                              tie=tie, seed=seed)  # type: ignore[arg-type]
+        loaded = []
+        for spec in datasets:
+            with _progress(f"preparing {spec}", not quiet) as progress:
+                loaded.append(load_eval_dataset(spec, load, progress=progress))
+        for model in models:
+            encoder = _with_spinner(f"loading model {model}", lambda m=model: load_encoder(m), quiet)
+            for ds in loaded:
+                with _progress(f"{model} on {ds.name}", not quiet) as progress:
+                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress))
+        if json_path is not None and not to_stdout:
+            write_json(reports, json_path)
+        if md_path is not None:
+            write_markdown(reports, md_path)
+        if plot_path is not None:
+            plot_recall(reports, plot_path)
+    if to_stdout:
+        sys.stdout.write(json.dumps(reports_json(reports), ensure_ascii=False, allow_nan=False) + "\n")
+        return
+    table = Table(title="Recall@K (%), both directions", title_justify="left", box=box.SIMPLE_HEAD)
+    for i, col in enumerate(TERMINAL_COLUMNS):
+        table.add_column(col, justify="left" if i < 3 else "right", overflow="fold", no_wrap=i >= 3)
+    for row in terminal_rows(reports):
+        table.add_row(*row)
+    out.print(table)
+    for r in reports:
+        if "per_language" in r:
+            lt = Table(title=f"{r['dataset']} · {r['model']}: per language (MRV i2t {r['mrv']['i2t']:.2f}, "
+                       f"t2i {r['mrv']['t2i']:.2f})", title_justify="left", box=box.SIMPLE_HEAD)
+            for i, col in enumerate(LANGUAGE_COLUMNS):
+                lt.add_column(terminal_header(col), justify="left" if i == 0 else "right")
+            for row in language_rows(r):
+                lt.add_row(*row)
+            out.print(lt)
+        if r["skipped_images"]:
+            err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
+    err.print(f"ties: {tie} (a wrong item with the same score ranks above the right one)"
+              if tie == "pessimistic" else "ties: optimistic (only strictly better wrong items count)")
 
 
 @app.command("make-dataset")

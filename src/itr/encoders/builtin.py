@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .._utils import atomic_write_bytes, l2_normalize, require
+from .._utils import atomic_write_bytes, cache_dir, l2_normalize, require
 from ..errors import UnknownNameError
 from ._quiet import quiet_transformers
 from .base import TorchEncoder, hash_files, resize_center_crop
@@ -47,14 +46,6 @@ class ConseConfig:
 
 BUILTIN_VARIANTS: dict[str, ConseConfig] = {"conse": ConseConfig()}
 DEFAULT_VARIANT = "conse"
-
-
-def cache_dir() -> Path:
-    """Where derived, re-computable files go (``ITR_CACHE_DIR``, else ``$XDG_CACHE_HOME/itr``)."""
-    env = os.environ.get("ITR_CACHE_DIR")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "itr"
 
 
 def imagenet_class_names() -> list[str]:

@@ -51,7 +51,7 @@ def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
                    first_caption, deleted)
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest scores per row, best first; ties broken by lower index (stable)."""
     n = scores.shape[1]
     if k < n:
@@ -127,7 +127,7 @@ class DenseIndex:
                 continue
             scores = q @ np.asarray(mat).T
             scores[:, ~live] = -np.inf
-            top = _top_k(scores, min(k, int(live.sum())))
+            top = top_k_indices(scores, min(k, int(live.sum())))
             cand_scores.append(np.take_along_axis(scores, top, axis=1))
             cand_refs.append((si, top))
         results: list[list[Hit]] = []

@@ -1,0 +1,37 @@
+"""Evaluation: Recall@K both ways on standard and built-in benchmarks, with speed and size.
+
+``metrics`` holds the pure functions (score matrices or embeddings in, ranks and recalls out);
+``datasets`` reads benchmark specs; ``runner`` encodes and measures; ``report`` renders.
+"""
+
+from __future__ import annotations
+
+from .datasets import ANY_LANG, CaptionTable, EvalDataset, EvalItem, LoadOptions, load_eval_dataset
+from .metrics import (
+    i2t_ranks,
+    mean_rank_variance,
+    ranks_from_embeddings,
+    ranks_from_topk,
+    recall_at_k,
+    rsum,
+    summarize,
+    t2i_ranks,
+)
+from .report import plot_recall, to_markdown, write_json, write_markdown
+from .runner import (
+    GALLERY_KINDS,
+    EncodedDataset,
+    EvalOptions,
+    encode_dataset,
+    evaluate_embeddings,
+    evaluate_encoded,
+    evaluate_scores,
+    run_eval,
+)
+
+__all__ = [
+    "ANY_LANG", "GALLERY_KINDS", "CaptionTable", "EncodedDataset", "EvalDataset", "EvalItem", "EvalOptions",
+    "LoadOptions", "encode_dataset", "evaluate_embeddings", "evaluate_encoded", "evaluate_scores", "i2t_ranks",
+    "load_eval_dataset", "mean_rank_variance", "plot_recall", "ranks_from_embeddings", "ranks_from_topk",
+    "recall_at_k", "rsum", "run_eval", "summarize", "t2i_ranks", "to_markdown", "write_json", "write_markdown",
+]

@@ -1,0 +1,157 @@
+"""Rendering evaluation reports: JSON file, Markdown comparison table, recall-vs-K plot."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._utils import atomic_write_bytes, require
+from ..errors import InputError
+
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> None:
+    """Fail before a long run, not after it, when the plot file type is not one we can write."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in PLOT_FORMATS:
+        raise InputError(f"--plot {path}: file must end in {', '.join('.' + f for f in PLOT_FORMATS)}")
+
+
+def reports_json(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One run: the report itself. Several: ``{"runs": [...]}`` in the order they ran."""
+    return dict(reports[0]) if len(reports) == 1 else {"runs": list(reports)}
+
+
+def write_json(reports: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    data = json.dumps(reports_json(reports), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    atomic_write_bytes(Path(path), data.encode("utf-8"))
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)  # pragma: no cover
+
+
+COLUMNS = ("dataset", "model", "index", "images", "texts", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1",
+           "t2i R@5", "t2i R@10", "RSUM", "medR i2t/t2i", "img/s", "query ms p50", "index size")
+
+
+def table_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per report, cells already formatted (shared by Markdown and the terminal table)."""
+    rows = []
+    for r in reports:
+        i2t, t2i = r["i2t"], r["t2i"]
+        rows.append([
+            r["dataset"] + (f" ({r['split']})" if r.get("split") else ""), r["model"], r["index"],
+            str(r["n_images"]), str(r["n_texts"]),
+            _num(i2t["R@1"]), _num(i2t["R@5"]), _num(i2t["R@10"]),
+            _num(t2i["R@1"]), _num(t2i["R@5"]), _num(t2i["R@10"]), _num(r["rsum"]),
+            f"{_num(i2t['median_rank'], 0)}/{_num(t2i['median_rank'], 0)}",
+            _num(r.get("images_per_second")), _num(r["latency_ms"]["p50"], 3), _bytes(r["index_bytes"]),
+        ])
+    return rows
+
+
+TERMINAL_COLUMNS = ("dataset", "model", "index", "i2t\nR@1/5/10", "t2i\nR@1/5/10", "RSUM", "img/s", "ms/\nquery",
+                    "index\nsize")
+
+
+def terminal_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The comparison in fewer, denser columns: fits an 80-column terminal for short names."""
+    rows = []
+    for r in reports:
+        rec = ["/".join(_num(r[d][f"R@{k}"]) for k in (1, 5, 10)) for d in ("i2t", "t2i")]
+        rows.append([r["dataset"] + (f" ({r['split']})" if r.get("split") else ""), r["model"], r["index"], *rec,
+                     _num(r["rsum"]), _num(r.get("images_per_second"), 0), _num(r["latency_ms"]["p50"], 3),
+                     _bytes(r["index_bytes"])])
+    return rows
+
+
+def language_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for lang, m in report.get("per_language", {}).items():
+        rows.append([lang, _num(m["i2t"]["R@1"]), _num(m["i2t"]["R@5"]), _num(m["i2t"]["R@10"]),
+                     _num(m["t2i"]["R@1"]), _num(m["t2i"]["R@5"]), _num(m["t2i"]["R@10"]), _num(m["rsum"])])
+    return rows
+
+
+LANGUAGE_COLUMNS = ("language", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1", "t2i R@5", "t2i R@10", "RSUM")
+"""Markdown headers; the terminal splits them over two lines (see ``terminal_header``)."""
+
+
+def terminal_header(column: str) -> str:
+    return column.replace(" ", "\n", 1) if column.startswith(("i2t", "t2i")) else column
+
+
+def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return cell.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def to_markdown(reports: Sequence[dict[str, Any]]) -> str:
+    """A comparison table (recall in %, ties counted against the query), plus per-language tables."""
+    lines = _md_table(COLUMNS, table_rows(reports))
+    tie = {r.get("tie_rule") for r in reports}
+    lines += ["", f"Recall in %; ties: {', '.join(sorted(t for t in tie if t))}; query ms: one text query, "
+              "top-10 images, embedding excluded."]
+    for r in reports:
+        if "per_language" not in r:
+            continue
+        lines += ["", f"**{r['dataset']} · {r['model']} · {r['index']}**: per language "
+                  f"(MRV i2t {_num(r['mrv']['i2t'], 2)}, t2i {_num(r['mrv']['t2i'], 2)})", ""]
+        lines += _md_table(LANGUAGE_COLUMNS, language_rows(r))
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(reports: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    atomic_write_bytes(Path(path), to_markdown(reports).encode("utf-8"))
+
+
+def plot_recall(reports: Sequence[dict[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Recall@K for K = 1..50, both directions side by side, one line per report (PNG/SVG/PDF by suffix)."""
+    check_plot_path(path)
+    matplotlib = require("matplotlib", "eval", "the recall plot (--plot)")
+    matplotlib.use("Agg")  # files only: never open a window, works without a display
+    import io
+
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, direction, title in zip(axes, ("i2t", "t2i"), ("image → text", "text → image"), strict=True):
+        for r in reports:
+            curve = r["recall_curve"][direction]
+            label = f"{r['model']} · {r['index']}" + (f" · {r['dataset']}" if len({x['dataset'] for x in reports}) > 1
+                                                     else "")
+            ax.plot(range(1, len(curve) + 1), curve, label=label, linewidth=1.6)
+        ax.set_title(title)
+        ax.set_xlabel("K")
+        ax.set_xscale("log")
+        ax.set_xticks([1, 2, 5, 10, 20, 50], labels=["1", "2", "5", "10", "20", "50"])
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("Recall@K (%)")
+    axes[0].set_ylim(0, 100)
+    axes[1].legend(loc="lower right", fontsize=8)
+    names = sorted({r["dataset"] + (f" ({r['split']})" if r.get("split") else "") for r in reports})
+    fig.suptitle(", ".join(names))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fmt = Path(path).suffix.lstrip(".").lower()
+    fig.savefig(buf, format=fmt, dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())

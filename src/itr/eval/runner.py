@@ -1,0 +1,304 @@
+"""Running an evaluation: encode a dataset with a model, rank, time the search, write a report.
+
+The metrics themselves live in ``metrics`` (pure functions); this module only produces embeddings
+and measurements and assembles the report dictionary that ``report`` renders.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._utils import ProgressFn, display_path
+from ..encoders.base import Encoder
+from ..encoders.pipeline import encode_image_files
+from ..errors import InputError, UnknownNameError
+from ..images import DEFAULT_MAX_PIXELS
+from ..index.store import top_k_indices
+from . import metrics
+from .datasets import CaptionTable, EvalDataset
+
+CURVE_MAX_K = 50
+
+
+@dataclass(frozen=True, slots=True)
+class EvalOptions:
+    """Knobs of a run. ``skip_missing`` also covers images that exist but cannot be decoded."""
+
+    batch_size: int = 32
+    workers: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    skip_missing: bool = False
+    tie: metrics.Tie = "pessimistic"
+    seed: int = 0
+    latency_queries: int = 200
+    latency_k: int = 10
+    rank_depth: int = 100
+
+
+@dataclass(frozen=True)
+class EncodedDataset:
+    """A dataset with its embeddings: texts in ``dataset.texts()`` order (all languages)."""
+
+    dataset: EvalDataset
+    model: dict[str, Any]
+    image_emb: np.ndarray
+    text_emb: np.ndarray
+    image_seconds: float
+    text_seconds: float
+
+
+class Gallery(Protocol):
+    """What ``itr eval`` measures an index kind by: top-k search over one side, and its size."""
+
+    exact: bool
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        """(n, dim) queries -> (n, k) row indices, best first."""
+        ...
+
+    def nbytes(self) -> int: ...
+
+
+class ExactGallery:
+    """Brute-force inner product over float32 vectors: the reference every other kind is held to."""
+
+    exact = True
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+        return top_k_indices(np.atleast_2d(queries) @ self.vectors.T, min(k, len(self.vectors)))
+
+    def nbytes(self) -> int:
+        return int(self.vectors.nbytes)
+
+
+GALLERY_KINDS: dict[str, Callable[[np.ndarray], Gallery]] = {"exact": ExactGallery}
+"""Index kinds ``itr eval --index`` accepts. Approximate and sparse kinds register here as they land."""
+
+
+def check_index_kind(kind: str) -> None:
+    if kind not in GALLERY_KINDS:
+        raise UnknownNameError(f"unknown index kind '{kind}'; available: {', '.join(GALLERY_KINDS)}")
+
+
+def make_gallery(kind: str, vectors: np.ndarray) -> Gallery:
+    check_index_kind(kind)
+    return GALLERY_KINDS[kind](vectors)
+
+
+def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions | None = None, *,
+                   progress: ProgressFn | None = None) -> EncodedDataset:
+    """Encode every image and caption. Unreadable images are an error unless ``skip_missing``."""
+    options = options or EvalOptions()
+    paths = dataset.image_paths
+    total = len(paths) + dataset.n_texts()
+    done = 0
+    chunks: list[np.ndarray] = []
+    failed: list[tuple[int, str]] = []
+    start = time.perf_counter()
+    for batch in encode_image_files(encoder, paths, batch_size=options.batch_size, workers=options.workers,
+                                    max_pixels=options.max_pixels):
+        chunks.append(batch.embeddings)
+        failed.extend(batch.errors)
+        done += len(batch.indices) + len(batch.errors)
+        if progress:
+            progress(done, total)
+    image_seconds = time.perf_counter() - start
+    image_emb = np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), dtype=np.float32)
+    if failed:
+        if not options.skip_missing:
+            raise InputError(f"{len(failed)} of {len(paths)} images of {dataset.name} could not be read "
+                             f"(first: {failed[0][1]}); fix them, or pass --skip-missing to evaluate on the rest")
+        dataset = dataset.dropping([i for i, _ in failed], [reason for _, reason in failed])
+        if not dataset.items:
+            raise InputError(f"no image of {dataset.name} could be read")
+
+    texts = dataset.texts().texts
+    text_chunks: list[np.ndarray] = []
+    start = time.perf_counter()
+    step = 256
+    for i in range(0, len(texts), step):
+        text_chunks.append(encoder.encode_texts(texts[i : i + step]))
+        done += len(texts[i : i + step])
+        if progress:
+            progress(done, total)
+    text_seconds = time.perf_counter() - start
+    text_emb = np.concatenate(text_chunks) if text_chunks else np.zeros((0, encoder.dim), dtype=np.float32)
+    return EncodedDataset(dataset, encoder.describe(), image_emb, text_emb, image_seconds, text_seconds)
+
+
+@dataclass(frozen=True)
+class DirectionRanks:
+    i2t: np.ndarray
+    t2i: np.ndarray
+    tied_i2t: float | None  # None: the index's own order decided (approximate kinds)
+    tied_t2i: float | None
+
+
+def rank_both(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
+              tie: metrics.Tie = "pessimistic") -> DirectionRanks:
+    """Ranks both ways under ``tie``, plus the share of queries whose rank the tie rule decided."""
+    i2t, t2i = metrics.ranks_from_embeddings(image_emb, text_emb, text_image, tie=tie)
+    other: metrics.Tie = "optimistic" if tie == "pessimistic" else "pessimistic"
+    i2t_o, t2i_o = metrics.ranks_from_embeddings(image_emb, text_emb, text_image, tie=other)
+    return DirectionRanks(i2t, t2i, metrics.tied_fraction(i2t_o, i2t), metrics.tied_fraction(t2i_o, t2i))
+
+
+def retrieval_metrics(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray) -> dict[str, Any]:
+    """``{"i2t": {...}, "t2i": {...}, "rsum"}`` from ranks."""
+    i2t, t2i = metrics.summarize(i2t_ranks), metrics.summarize(t2i_ranks)
+    return {"i2t": i2t, "t2i": t2i, "rsum": metrics.rsum(i2t, t2i)}
+
+
+def evaluate_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
+                        tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
+    """Recall@K both ways from precomputed (normalised) embeddings: the API for your own encoders."""
+    r = rank_both(image_emb, text_emb, text_image, tie)
+    out = retrieval_metrics(r.i2t, r.t2i)
+    out["tied_queries_percent"] = {"i2t": r.tied_i2t, "t2i": r.tied_t2i}
+    return out
+
+
+def evaluate_scores(scores: np.ndarray, text_image: np.ndarray, *, tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
+    """Recall@K both ways from a ``(n_images, n_texts)`` score matrix (e.g. from a cross-encoder)."""
+    return retrieval_metrics(metrics.i2t_ranks(scores, text_image, tie=tie),
+                             metrics.t2i_ranks(scores, text_image, tie=tie))
+
+
+def _mean_dicts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def mean(values: list[Any]) -> float | None:
+        return None if any(v is None for v in values) else float(np.mean(values))
+
+    return {key: (_mean_dicts([p[key] for p in parts]) if isinstance(parts[0][key], dict)
+                  else mean([p[key] for p in parts])) for key in parts[0]}
+
+
+def _latency(gallery: Gallery, queries: np.ndarray, options: EvalOptions) -> dict[str, float]:
+    rng = np.random.default_rng(options.seed)
+    n = min(options.latency_queries, len(queries))
+    picks = rng.choice(len(queries), size=n, replace=False)
+    for i in picks[: min(10, n)]:  # warm-up: BLAS threads, caches
+        gallery.search(queries[i : i + 1], options.latency_k)
+    times = np.empty(n)
+    for j, i in enumerate(picks):
+        t0 = time.perf_counter()
+        gallery.search(queries[i : i + 1], options.latency_k)
+        times[j] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gallery.search(queries, options.latency_k)
+    batch = time.perf_counter() - t0
+    return {"p50": float(np.percentile(times, 50) * 1e3), "p99": float(np.percentile(times, 99) * 1e3),
+            "queries": n, "batch_qps": float(len(queries) / batch) if batch > 0 else float("inf")}
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("itr", "numpy", "torch", "transformers", "pillow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
+
+
+def _rank_gallery(kind: str, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
+                  options: EvalOptions) -> DirectionRanks:
+    """Ranks for one language: exact kinds rank everything; others are read off their top results."""
+    if getattr(GALLERY_KINDS[kind], "exact", False):
+        return rank_both(image_emb, text_emb, text_image, options.tie)
+    t2i_ids = make_gallery(kind, image_emb).search(text_emb, options.rank_depth)
+    i2t_ids = make_gallery(kind, text_emb).search(image_emb, options.rank_depth)
+    return DirectionRanks(metrics.ranks_from_topk(i2t_ids, text_image, "i2t"),
+                          metrics.ranks_from_topk(t2i_ids, text_image, "t2i"), None, None)
+
+
+def _curves(ranks: Sequence[DirectionRanks]) -> dict[str, list[float]]:
+    return {d: np.mean([metrics.recall_curve(getattr(r, d), CURVE_MAX_K) for r in ranks], axis=0).round(4).tolist()
+            for d in ("i2t", "t2i")}
+
+
+def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
+                     options: EvalOptions | None = None) -> dict[str, Any]:
+    """The report of one (dataset, model, index kind): quality, speed, size and provenance."""
+    options = options or EvalOptions()
+    ds = encoded.dataset
+    table = ds.texts()
+    gallery = make_gallery(index_kind, encoded.image_emb)
+
+    per_lang: dict[str, dict[str, Any]] = {}
+    ranks_by_lang: dict[str, DirectionRanks] = {}
+    for lang in ds.languages:
+        sel = table.lang == lang
+        r = _rank_gallery(index_kind, encoded.image_emb, encoded.text_emb[sel], table.image[sel], options)
+        ranks_by_lang[lang] = r
+        per_lang[lang] = retrieval_metrics(r.i2t, r.t2i)
+        per_lang[lang]["tied_queries_percent"] = {"i2t": r.tied_i2t, "t2i": r.tied_t2i}
+    # Several languages: headline numbers are the mean over languages (each ranks the same images).
+    top = per_lang[ds.languages[0]] if len(ds.languages) == 1 else _mean_dicts(list(per_lang.values()))
+    n_img, n_txt = len(encoded.image_emb), len(table.texts)
+    report: dict[str, Any] = {
+        "dataset": ds.name, "split": ds.split, "model": encoded.model["spec"], "index": index_kind,
+        "n_images": n_img, "n_texts": n_txt,
+        "i2t": top["i2t"], "t2i": top["t2i"], "rsum": top["rsum"],
+        "tie_rule": options.tie if gallery.exact else "index order",
+        "tied_queries_percent": top["tied_queries_percent"],
+        "encode_seconds": encoded.image_seconds + encoded.text_seconds,
+        "image_encode_seconds": encoded.image_seconds, "text_encode_seconds": encoded.text_seconds,
+        "images_per_second": n_img / encoded.image_seconds if encoded.image_seconds > 0 else None,
+        "texts_per_second": n_txt / encoded.text_seconds if encoded.text_seconds > 0 else None,
+        "latency_ms": _latency(gallery, encoded.text_emb, options),
+        "index_bytes": gallery.nbytes() + make_gallery(index_kind, encoded.text_emb).nbytes(),
+        "recall_curve": _curves(list(ranks_by_lang.values())),
+        "skipped_images": len(ds.skipped), "skipped": [display_path(s) for s in ds.skipped[:50]],
+        "model_fingerprint": encoded.model["fingerprint"], "preprocessing": encoded.model.get("preprocessing"),
+        "dataset_source": ds.source, "seed": options.seed, "options": asdict(options),
+        "versions": package_versions(), "machine": machine(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if ds.multilingual:
+        report["languages"] = list(ds.languages)
+        report["per_language"] = per_lang
+        report["mrv"] = _mrv(ds, ranks_by_lang, table)
+    return report
+
+
+def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable) -> dict[str, float | int]:
+    """MRV both ways. i2t instances are the images; t2i instances are (image, caption slot) pairs
+    present in every language (for emoji, slot 0 is the name, which every language has)."""
+    langs = ds.languages
+    i2t = np.stack([ranks[lg].i2t for lg in langs])
+    keyed: list[dict[tuple[int, int], float]] = []
+    for lg in langs:
+        sel = table.lang == lg
+        keyed.append({(int(i), int(s)): float(r) for i, s, r in
+                      zip(table.image[sel], table.slot[sel], ranks[lg].t2i, strict=True)})
+    common = sorted(set.intersection(*(set(k) for k in keyed)))
+    t2i = np.array([[k[c] for c in common] for k in keyed])
+    return {"i2t": metrics.mean_rank_variance(i2t), "t2i": metrics.mean_rank_variance(t2i),
+            "t2i_instances": len(common)}
+
+
+def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[str] = ("exact",),
+             options: EvalOptions | None = None, progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+    """Encode ``dataset`` once with ``encoder`` and report each index kind."""
+    options = options or EvalOptions()
+    for kind in index_kinds:
+        check_index_kind(kind)  # before minutes of encoding
+    encoded = encode_dataset(dataset, encoder, options, progress=progress)
+    return [evaluate_encoded(encoded, index_kind=kind, options=options) for kind in index_kinds]
