@@ -288,11 +288,17 @@ def eval_(
     if to_stdout:
         sys.stdout.write(json.dumps(reports_json(reports), ensure_ascii=False, allow_nan=False) + "\n")
         return
-    table = Table(title="Recall@K (%), both directions", title_justify="left", box=box.SIMPLE_HEAD)
-    for i, col in enumerate(TERMINAL_COLUMNS):
-        table.add_column(col, justify="left" if i < 3 else "right", overflow="fold", no_wrap=i >= 3)
-    for row in terminal_rows(reports):
-        table.add_row(*row)
+    rows = terminal_rows(reports)
+    # Columns with one value for every row (dataset, model, index) move to the title: the table
+    # then fits an 80-column terminal.
+    same = [i for i in range(3) if len({row[i] for row in rows}) == 1]
+    title = "Recall@K (%), both directions" + "".join(f" · {rows[0][i]}" for i in same)
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    keep = [i for i in range(len(TERMINAL_COLUMNS)) if i not in same]
+    for i in keep:
+        table.add_column(TERMINAL_COLUMNS[i], justify="left" if i < 3 else "right", overflow="fold", no_wrap=i >= 3)
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
     out.print(table)
     for r in reports:
         if "per_language" in r:
