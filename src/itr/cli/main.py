@@ -317,19 +317,22 @@ def eval_(
 
 @app.command("make-dataset")
 def make_dataset(
-    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji'.")],
+    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji' or 'openclipart'.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write images and JSONL into.")],
     lang: Annotated[str, typer.Option(help="CLDR language for the captions (emoji).")] = "en",
-    limit: Annotated[int | None, typer.Option(help="Build only the first N items.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Build only the first N items (emoji).")] = None,
 ) -> None:
     """Build an offline dataset from Debian-packaged data (images + captions JSONL)."""
-    from ..datasets import build_emoji_dataset
+    from ..datasets import build_emoji_dataset, build_openclipart_dataset
 
     with _errors():
-        if name != "emoji":
-            _fail(f"unknown dataset '{name}'; available: emoji")
-        with _progress(f"rendering {name}", True) as progress:
-            path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
+        if name not in ("emoji", "openclipart"):
+            _fail(f"unknown dataset '{name}'; available: emoji, openclipart")
+        with _progress(f"building {name}", True) as progress:
+            if name == "emoji":
+                path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
+            else:
+                path = build_openclipart_dataset(out_dir, progress=progress)
     out.print(str(path), markup=False)
 
 

@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from .emoji import build_emoji_dataset
+from .openclipart import build_openclipart_dataset
 
-__all__ = ["build_emoji_dataset"]
+__all__ = ["build_emoji_dataset", "build_openclipart_dataset"]

@@ -109,7 +109,7 @@ def _too_large(png: Path) -> bool:
     try:
         with Image.open(png) as im:  # reads the header only
             w, h = im.size
-    except (Image.DecompressionBombError, OSError):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError):
         return True  # far too large, or unreadable: either way not an item
     return w * h > DEFAULT_MAX_PIXELS
 

@@ -7,8 +7,8 @@ Conventions (also in the README):
 - Ranks are 1-based. **i2t**: an image's rank is the best rank among its own captions, i.e.
   ``1 + #{captions of other images scoring >= its best own caption}``. **t2i**: a caption's rank is
   the rank of its own image, ``1 + #{other images scoring >= its own image}``.
-- **Ties** count against the query (``tie="pessimistic"``, the default): a wrong item with exactly
-  the same score as the right one ranks above it. Models that give many items identical vectors
+- **Ties** count against the query (``tie="pessimistic"``, the default): a wrong item with the same
+  score as the right one (within ``TIE_TOLERANCE``) ranks above it. Models that give many items identical vectors
   therefore cannot score well by luck of the sort order. ``tie="optimistic"`` (only strictly better
   wrong items count) is available for comparison with code that sorts and takes the first position.
 - ``R@K`` is the percentage (0-100) of queries whose rank is <= K; RSUM is the sum of R@1/5/10 of
@@ -41,11 +41,18 @@ def _check(scores: np.ndarray, text_image: np.ndarray) -> tuple[np.ndarray, np.n
     return scores, text_image
 
 
+TIE_TOLERANCE = 1e-6
+"""Scores closer than this (relative to the score, at least absolute) are ties. Identical float32
+vectors do not always get bit-identical dot products: BLAS kernels round differently depending on
+where a row falls in a block, by ~1e-7. Without a tolerance, "tied" would depend on that noise."""
+
+
 def _beats(other: np.ndarray, own: np.ndarray, tie: Tie) -> np.ndarray:
+    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))
     if tie == "pessimistic":
-        return other >= own
+        return other >= own - tol
     if tie == "optimistic":
-        return other > own
+        return other > own + tol
     raise ValueError(f"tie must be 'pessimistic' or 'optimistic', got {tie!r}")
 
 

@@ -1,0 +1,102 @@
+"""`itr eval` end to end with the real built-in model on the built-in offline sets and a JSONL file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import require_emoji_data, require_openclipart_data
+from PIL import Image
+from typer.testing import CliRunner
+
+from itr.cli.main import app
+from itr.testing import solid_image
+
+pytestmark = pytest.mark.builtin
+runner = CliRunner()
+
+
+def itr(*args: str | Path) -> tuple[int, str, str]:
+    res = runner.invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_builtin_sets_two_models_one_run(tmp_path: Path) -> None:
+    require_emoji_data()
+    require_openclipart_data()
+    out = tmp_path / "r.json"
+    code, stdout, stderr = itr("eval", "emoji:en,fr", "openclipart", "-m", "builtin", "-m", "builtin:conse",
+                               "--json", out, "--md", tmp_path / "r.md", "--plot", tmp_path / "r.png", "-q")
+    assert code == 0, stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [(r["dataset"], r["model"]) for r in runs] == [
+        ("emoji:en,fr", "builtin"), ("openclipart", "builtin"),
+        ("emoji:en,fr", "builtin:conse"), ("openclipart", "builtin:conse")]
+    emoji, clipart = runs[0], runs[1]
+    assert emoji["split"] == clipart["split"] == "test"
+    assert emoji["languages"] == ["en", "fr"] and set(emoji["per_language"]) == {"en", "fr"}
+    assert emoji["mrv"]["i2t"] >= 0 and emoji["mrv"]["t2i_instances"] >= emoji["n_images"]
+    assert emoji["n_images"] > 100 and clipart["n_images"] > 200
+    # Far above chance (R@10 of a random ranking is 10 / n_images, under 10% here) on English emoji.
+    assert emoji["per_language"]["en"]["t2i"]["R@10"] > 15
+    assert clipart["t2i"]["R@10"] > 10
+    for r in runs:
+        assert 0 <= r["i2t"]["R@1"] <= r["i2t"]["R@5"] <= r["i2t"]["R@10"] <= 100
+        assert r["images_per_second"] > 0 and r["model_fingerprint"] and r["versions"]["torch"]
+    md = (tmp_path / "r.md").read_text()
+    assert md.count("| openclipart (test) |") == 2 and "| fr |" in md
+    with Image.open(tmp_path / "r.png") as im:
+        assert im.format == "PNG"
+    assert "i2t" in stdout and "RSUM" in stdout and "per language" in stdout
+
+
+def test_jsonl_split_and_json_to_stdout(tmp_path: Path) -> None:
+    require_emoji_data()
+    from itr.datasets import build_emoji_dataset
+
+    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=40)
+    code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--json", "-")
+    assert code == 0, stderr
+    report = json.loads(stdout)  # one run: the report object itself
+    assert report["dataset"] == f"jsonl:{jsonl}" and report["n_images"] == 40 and report["split"] is None
+    code, stdout, _ = itr("eval", f"jsonl:{jsonl}", "--split", "train", "--json", "-", "--tie", "optimistic")
+    report = json.loads(stdout)
+    assert code == 0 and report["split"] == "train" and 20 < report["n_images"] < 40
+    assert report["tie_rule"] == "optimistic"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["eval", "coco:{tmp}/x.json"], "unknown dataset 'coco:"),
+    (["eval", "jsonl:{tmp}/missing.jsonl"], "dataset file not found"),
+    (["eval", "emoji:en", "--split", "dev"], "unknown split 'dev'"),
+    (["eval", "jsonl:{tmp}/gone.jsonl"], "1 of 2 images of jsonl:"),
+    (["eval", "jsonl:{tmp}/empty_caption.jsonl"], "empty caption"),
+    (["eval", "emoji:en", "--index", "hnsw"], "unknown index kind 'hnsw'"),
+    (["eval", "emoji:en", "--plot", "{tmp}/p.gif"], "--plot"),
+    (["eval", "emoji:en", "--tie", "random"], "--tie must be"),
+    (["eval", "emoji:zz-nope"], "no CLDR annotations for language 'zz-nope'"),
+    (["eval", "karpathy:{tmp}/x.json"], "dataset file not found"),
+])
+def test_eval_bad_input_one_line_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    require_emoji_data()
+    solid_image(tmp_path / "a.png", "red")
+    (tmp_path / "gone.jsonl").write_text('{"image": "a.png", "captions": ["red"]}\n'
+                                         '{"image": "b.png", "captions": ["blue"]}\n')
+    (tmp_path / "empty_caption.jsonl").write_text('{"image": "a.png", "captions": [""]}\n')
+    code, stdout, stderr = itr(*[a.format(tmp=tmp_path) for a in args], "-q")
+    assert code == 2, (stdout, stderr)
+    assert message in stderr and "Traceback" not in stderr + stdout
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_skip_missing_evaluates_the_rest(tmp_path: Path) -> None:
+    require_emoji_data()
+    from itr.datasets import build_emoji_dataset
+
+    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=12)
+    first = json.loads(jsonl.read_text().splitlines()[0])
+    (jsonl.parent / first["image"]).unlink()
+    code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--skip-missing", "--json", "-")
+    report = json.loads(stdout)
+    assert code == 0 and report["n_images"] == 11 and report["skipped_images"] == 1

@@ -1,0 +1,112 @@
+"""The evaluation runner and reports, with the ColorEncoder test double (milliseconds, known answers)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from itr.errors import InputError, UnknownNameError
+from itr.eval import EvalDataset, EvalItem, EvalOptions, LoadOptions, load_eval_dataset, metrics, run_eval
+from itr.eval import runner as runner_mod
+from itr.eval.report import plot_recall, reports_json, to_markdown, write_json
+from itr.testing import ColorEncoder, solid_image
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "karpathy"
+
+
+@pytest.fixture
+def flickr(tmp_path: Path) -> EvalDataset:
+    for name, color in {"1000344755.jpg": "red", "1000366164.jpg": "green", "1000523639.jpg": "blue"}.items():
+        solid_image(tmp_path / name, color)
+    return load_eval_dataset(f"karpathy:{FIXTURES / 'dataset_flickr30k.json'}", LoadOptions(images_root=str(tmp_path)))
+
+
+def test_report_on_karpathy_fixture(flickr: EvalDataset) -> None:
+    [report] = run_eval(flickr, ColorEncoder(), options=EvalOptions(latency_queries=5))
+    # Every caption names its image's colour, and the three colours are distinct: perfect retrieval.
+    assert report["i2t"]["R@1"] == 100.0 and report["t2i"]["R@1"] == 100.0 and report["rsum"] == 600.0
+    assert report["i2t"]["median_rank"] == 1.0 and report["t2i"]["mean_rank"] == 1.0
+    assert {"dataset", "model", "n_images", "n_texts", "i2t", "t2i", "rsum", "encode_seconds",
+            "images_per_second", "model_fingerprint", "preprocessing", "versions", "seed"} <= set(report)
+    assert report["n_images"] == 3 and report["n_texts"] == 15 and report["split"] == "test"
+    assert not flickr.multilingual and "per_language" not in report
+    assert report["model"] == "test:color" and report["index"] == "exact" and report["tie_rule"] == "pessimistic"
+    assert report["index_bytes"] == (3 + 15) * 16 * 4
+    assert report["latency_ms"]["queries"] == 5 and report["latency_ms"]["p50"] > 0
+    assert len(report["recall_curve"]["t2i"]) == 50 and report["versions"]["numpy"] == np.__version__
+    json.dumps(report, allow_nan=False)  # serialisable as strict JSON
+
+
+def test_unreadable_image_needs_skip_flag(flickr: EvalDataset) -> None:
+    Path(flickr.items[1].image).write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(InputError, match="1 of 3 images .* could not be read .*--skip-missing"):
+        run_eval(flickr, ColorEncoder())
+    [report] = run_eval(flickr, ColorEncoder(), options=EvalOptions(skip_missing=True, latency_queries=3))
+    assert report["n_images"] == 2 and report["n_texts"] == 10 and report["skipped_images"] == 1
+    assert "1000366164.jpg" in report["skipped"][0]
+
+
+def test_unknown_index_kind_fails_before_encoding(flickr: EvalDataset) -> None:
+    enc = ColorEncoder()
+    with pytest.raises(UnknownNameError, match="unknown index kind 'hnsw'; available: exact"):
+        run_eval(flickr, enc, index_kinds=["hnsw"])
+    assert enc.images_encoded == 0
+
+
+def test_multilingual_per_language_and_mrv(tmp_path: Path) -> None:
+    items = []
+    for i, color in enumerate(("red", "green", "blue", "yellow")):
+        image = solid_image(tmp_path / f"{color}.png", color)
+        # English names the colour; "xx" uses words the encoder does not know (hash features).
+        items.append(EvalItem(str(i), str(image), {"en": (f"a {color} thing",), "xx": (f"zorp{i} blah",)}))
+    ds = EvalDataset("test:multi", "test", tuple(items), languages=("en", "xx"))
+    [report] = run_eval(ds, ColorEncoder(), options=EvalOptions(latency_queries=4))
+    en, xx = report["per_language"]["en"], report["per_language"]["xx"]
+    assert en["t2i"]["R@1"] == 100.0 and xx["t2i"]["R@1"] < 100.0
+    assert report["t2i"]["R@1"] == pytest.approx((en["t2i"]["R@1"] + xx["t2i"]["R@1"]) / 2)
+    assert report["languages"] == ["en", "xx"] and report["n_texts"] == 8
+    # English ranks are all 1, so each instance's variance over (1, r) is ((r - 1) / 2)^2.
+    enc = ColorEncoder()
+    scores = enc.encode_images([Image.open(it.image) for it in items]) @ enc.encode_texts(
+        [it.captions["xx"][0] for it in items]).T
+    r = metrics.t2i_ranks(scores, np.arange(4))
+    assert report["mrv"]["t2i"] == pytest.approx(np.mean(((r - 1) / 2) ** 2)) and report["mrv"]["t2i"] > 0
+    assert report["mrv"]["t2i_instances"] == 4
+    md = to_markdown([report])
+    assert "| en |" in md and "MRV" in md
+
+
+def test_topk_path_for_approximate_kinds(flickr: EvalDataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Truncated(runner_mod.ExactGallery):
+        """An 'approximate' kind that returns only its top 2: ranks come from result lists."""
+
+        exact = False
+
+        def search(self, queries: np.ndarray, k: int) -> np.ndarray:
+            return super().search(queries, min(k, 2))
+
+    monkeypatch.setitem(runner_mod.GALLERY_KINDS, "top2", Truncated)
+    exact, approx = run_eval(flickr, ColorEncoder(), index_kinds=["exact", "top2"],
+                             options=EvalOptions(latency_queries=3))
+    assert approx["index"] == "top2" and approx["tie_rule"] == "index order"
+    assert approx["t2i"]["R@1"] == exact["t2i"]["R@1"] and approx["i2t"]["R@5"] == exact["i2t"]["R@5"]
+
+
+def test_json_markdown_and_plot_outputs(flickr: EvalDataset, tmp_path: Path) -> None:
+    reports = run_eval(flickr, ColorEncoder(), options=EvalOptions(latency_queries=3))
+    reports += run_eval(flickr, ColorEncoder(salt="b"), options=EvalOptions(latency_queries=3))
+    assert set(reports_json(reports[:1])) >= {"dataset", "i2t"}  # one run: the report itself
+    write_json(reports, tmp_path / "r.json")
+    assert [r["model_fingerprint"] for r in json.loads((tmp_path / "r.json").read_text())["runs"]] == [
+        r["model_fingerprint"] for r in reports]
+    md = to_markdown(reports)
+    assert md.count("| karpathy:") == 2 and "| 100.0 |" in md and "ties: pessimistic" in md
+    plot_recall(reports, tmp_path / "recall.png")
+    with Image.open(tmp_path / "recall.png") as im:
+        assert im.format == "PNG" and im.size[0] > 600
+    with pytest.raises(InputError, match=r"must end in \.png, \.svg, \.pdf"):
+        plot_recall(reports, tmp_path / "recall.gif")
