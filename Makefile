@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := .demo
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench bench-eval system-deps clean
 
 # torch is installed first and pinned: 2.13.0 is the CPU build this kind of machine provides; an
 # unpinned torch would pull several GB of CUDA wheels.
@@ -38,6 +38,14 @@ lint: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
 	$(BIN)/python benchmarks/encode_throughput.py --data $(DEMO)/emoji --n 512 --json bench-out/encode_throughput.json
+	$(MAKE) bench-eval
+
+# Quality of the built-in model on the offline test splits (figures in BENCHMARKS.md).
+bench-eval: $(STAMP) system-deps
+	$(BIN)/itr eval emoji:en emoji:fr openclipart -m builtin --index exact --index faiss:HNSW32 --index faiss:SQ8 \
+	  --json bench-out/eval-builtin.json --md bench-out/eval-builtin.md --plot bench-out/eval-builtin.png
+	$(BIN)/itr eval emoji:en,fr,de,es -m builtin \
+	  --json bench-out/eval-multilingual.json --md bench-out/eval-multilingual.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out .pytest_cache

@@ -9,11 +9,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from itr._utils import l2_normalize
 from itr.errors import InputError, UnknownNameError
-from itr.eval import EvalDataset, EvalItem, EvalOptions, LoadOptions, load_eval_dataset, metrics, run_eval
-from itr.eval import runner as runner_mod
+from itr.eval import (
+    EncodedDataset,
+    EvalDataset,
+    EvalItem,
+    EvalOptions,
+    LoadOptions,
+    evaluate_encoded,
+    galleries,
+    load_eval_dataset,
+    metrics,
+    run_eval,
+)
 from itr.eval.report import plot_recall, reports_json, to_markdown, write_json
-from itr.testing import ColorEncoder, solid_image
+from itr.testing import ColorEncoder, random_unit_vectors, solid_image
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "karpathy"
 
@@ -52,7 +63,7 @@ def test_unreadable_image_needs_skip_flag(flickr: EvalDataset) -> None:
 
 def test_unknown_index_kind_fails_before_encoding(flickr: EvalDataset) -> None:
     enc = ColorEncoder()
-    with pytest.raises(UnknownNameError, match="unknown index kind 'hnsw'; available: exact"):
+    with pytest.raises(UnknownNameError, match="unknown index kind 'hnsw'; valid: exact, faiss:FACTORY"):
         run_eval(flickr, enc, index_kinds=["hnsw"])
     assert enc.images_encoded == 0
 
@@ -81,7 +92,7 @@ def test_multilingual_per_language_and_mrv(tmp_path: Path) -> None:
 
 
 def test_topk_path_for_approximate_kinds(flickr: EvalDataset, monkeypatch: pytest.MonkeyPatch) -> None:
-    class Truncated(runner_mod.ExactGallery):
+    class Truncated(galleries.ExactGallery):
         """An 'approximate' kind that returns only its top 2: ranks come from result lists."""
 
         exact = False
@@ -89,7 +100,7 @@ def test_topk_path_for_approximate_kinds(flickr: EvalDataset, monkeypatch: pytes
         def search(self, queries: np.ndarray, k: int) -> np.ndarray:
             return super().search(queries, min(k, 2))
 
-    monkeypatch.setitem(runner_mod.GALLERY_KINDS, "top2", Truncated)
+    monkeypatch.setitem(galleries.GALLERY_KINDS, "top2", Truncated)
     exact, approx = run_eval(flickr, ColorEncoder(), index_kinds=["exact", "top2"],
                              options=EvalOptions(latency_queries=3))
     assert approx["index"] == "top2" and approx["tie_rule"] == "index order"
@@ -110,3 +121,28 @@ def test_json_markdown_and_plot_outputs(flickr: EvalDataset, tmp_path: Path) -> 
         assert im.format == "PNG" and im.size[0] > 600
     with pytest.raises(InputError, match=r"must end in \.png, \.svg, \.pdf"):
         plot_recall(reports, tmp_path / "recall.gif")
+
+
+def test_faiss_kinds_against_exact() -> None:
+    # Precomputed embeddings (the API for any encoder): 300 images, 2 noisy captions each.
+    images = random_unit_vectors(300, 32, seed=1)
+    text_image = np.repeat(np.arange(300), 2)
+    texts = l2_normalize(images[text_image] + 0.15 * random_unit_vectors(600, 32, seed=2))
+    items = tuple(EvalItem(str(i), f"{i}.png", {"": ("a", "b")}) for i in range(300))
+    encoded = EncodedDataset(EvalDataset("test:vectors", None, items), {"spec": "test", "fingerprint": "x"},
+                             images, texts, 1.0, 1.0)
+    opts = EvalOptions(latency_queries=5)
+    exact, flat, hnsw = (evaluate_encoded(encoded, index_kind=kind, options=opts)
+                         for kind in ("exact", "faiss:Flat", "faiss:HNSW16@efSearch=128"))
+    # faiss Flat is exact search read off top-k lists: the same recall as the reference.
+    for d in ("i2t", "t2i"):
+        for k in ("R@1", "R@5", "R@10"):
+            assert flat[d][k] == pytest.approx(exact[d][k])
+            assert hnsw[d][k] >= exact[d][k] - 5
+    assert exact["t2i"]["R@10"] > 50  # a task that is neither trivial nor hopeless
+    assert flat["t2i"]["median_rank"] == exact["t2i"]["median_rank"]
+    assert hnsw["index"] == "faiss:HNSW16@efSearch=128" and hnsw["index_bytes"] > flat["index_bytes"]
+    with pytest.raises(InputError, match="FAISS index 'IVF4096,Flat' could not be built over 300 vectors"):
+        evaluate_encoded(encoded, index_kind="faiss:IVF4096,Flat", options=opts)
+    with pytest.raises(InputError, match="FAISS index 'Bogus12' could not be built"):
+        evaluate_encoded(encoded, index_kind="faiss:Bogus12", options=opts)

@@ -223,7 +223,7 @@ def eval_(
     datasets: Annotated[list[str], typer.Argument(
         metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart.")],
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
-    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare (exact).")] = None,
+    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default: test for karpathy and built-in sets).")] = None,
     images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images that exist/decode when some do not.")] = False,
@@ -245,10 +245,11 @@ def eval_(
         TERMINAL_COLUMNS,
         check_plot_path,
         language_rows,
+        mrv_text,
         plot_recall,
         reports_json,
         terminal_header,
-        terminal_rows,
+        terminal_tables,
         write_json,
         write_markdown,
     )
@@ -288,22 +289,18 @@ def eval_(
     if to_stdout:
         sys.stdout.write(json.dumps(reports_json(reports), ensure_ascii=False, allow_nan=False) + "\n")
         return
-    rows = terminal_rows(reports)
-    # Columns with one value for every row (dataset, model, index) move to the title: the table
-    # then fits an 80-column terminal.
-    same = [i for i in range(3) if len({row[i] for row in rows}) == 1]
-    title = "Recall@K (%), both directions" + "".join(f" · {rows[0][i]}" for i in same)
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    keep = [i for i in range(len(TERMINAL_COLUMNS)) if i not in same]
-    for i in keep:
-        table.add_column(TERMINAL_COLUMNS[i], justify="left" if i < 3 else "right", overflow="fold", no_wrap=i >= 3)
-    for row in rows:
-        table.add_row(*(row[i] for i in keep))
-    out.print(table)
+    for title, rows in terminal_tables(reports):
+        table = Table(title=f"Recall@K (%) · {title}", title_justify="left", box=box.SIMPLE_HEAD)
+        for i, col in enumerate(TERMINAL_COLUMNS):
+            table.add_column(col, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i > 0)
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
     for r in reports:
         if "per_language" in r:
-            lt = Table(title=f"{r['dataset']} · {r['model']}: per language (MRV i2t {r['mrv']['i2t']:.2f}, "
-                       f"t2i {r['mrv']['t2i']:.2f})", title_justify="left", box=box.SIMPLE_HEAD)
+            run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
+            lt = Table(title=f"{r['dataset']} · {run}: per language ({mrv_text(r['mrv'])})",
+                       title_justify="left", box=box.SIMPLE_HEAD)
             for i, col in enumerate(LANGUAGE_COLUMNS):
                 lt.add_column(terminal_header(col), justify="left" if i == 0 else "right")
             for row in language_rows(r):

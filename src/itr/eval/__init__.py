@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .datasets import ANY_LANG, CaptionTable, EvalDataset, EvalItem, LoadOptions, load_eval_dataset
+from .galleries import GALLERY_KINDS, ExactGallery, FaissGallery, Gallery
 from .metrics import (
     i2t_ranks,
     mean_rank_variance,
@@ -19,7 +20,6 @@ from .metrics import (
 )
 from .report import plot_recall, to_markdown, write_json, write_markdown
 from .runner import (
-    GALLERY_KINDS,
     EncodedDataset,
     EvalOptions,
     encode_dataset,
@@ -31,7 +31,7 @@ from .runner import (
 
 __all__ = [
     "ANY_LANG", "GALLERY_KINDS", "CaptionTable", "EncodedDataset", "EvalDataset", "EvalItem", "EvalOptions",
-    "LoadOptions", "encode_dataset", "evaluate_embeddings", "evaluate_encoded", "evaluate_scores", "i2t_ranks",
+    "ExactGallery", "FaissGallery", "Gallery", "LoadOptions", "encode_dataset", "evaluate_embeddings", "evaluate_encoded", "evaluate_scores", "i2t_ranks",
     "load_eval_dataset", "mean_rank_variance", "plot_recall", "ranks_from_embeddings", "ranks_from_topk",
     "recall_at_k", "rsum", "run_eval", "summarize", "t2i_ranks", "to_markdown", "write_json", "write_markdown",
 ]

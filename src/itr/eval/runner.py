@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from .._utils import ProgressFn, display_path
 from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
-from ..errors import InputError, UnknownNameError
+from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
-from ..index.store import top_k_indices
 from . import metrics
 from .datasets import CaptionTable, EvalDataset
+from .galleries import Gallery, check_index_kind, is_exact, make_gallery
 
 CURVE_MAX_K = 50
 
@@ -53,47 +53,6 @@ class EncodedDataset:
     text_emb: np.ndarray
     image_seconds: float
     text_seconds: float
-
-
-class Gallery(Protocol):
-    """What ``itr eval`` measures an index kind by: top-k search over one side, and its size."""
-
-    exact: bool
-
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        """(n, dim) queries -> (n, k) row indices, best first."""
-        ...
-
-    def nbytes(self) -> int: ...
-
-
-class ExactGallery:
-    """Brute-force inner product over float32 vectors: the reference every other kind is held to."""
-
-    exact = True
-
-    def __init__(self, vectors: np.ndarray) -> None:
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-
-    def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        return top_k_indices(np.atleast_2d(queries) @ self.vectors.T, min(k, len(self.vectors)))
-
-    def nbytes(self) -> int:
-        return int(self.vectors.nbytes)
-
-
-GALLERY_KINDS: dict[str, Callable[[np.ndarray], Gallery]] = {"exact": ExactGallery}
-"""Index kinds ``itr eval --index`` accepts. Approximate and sparse kinds register here as they land."""
-
-
-def check_index_kind(kind: str) -> None:
-    if kind not in GALLERY_KINDS:
-        raise UnknownNameError(f"unknown index kind '{kind}'; available: {', '.join(GALLERY_KINDS)}")
-
-
-def make_gallery(kind: str, vectors: np.ndarray) -> Gallery:
-    check_index_kind(kind)
-    return GALLERY_KINDS[kind](vectors)
 
 
 def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions | None = None, *,
@@ -220,7 +179,7 @@ def machine() -> dict[str, Any]:
 def _rank_gallery(kind: str, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
                   options: EvalOptions) -> DirectionRanks:
     """Ranks for one language: exact kinds rank everything; others are read off their top results."""
-    if getattr(GALLERY_KINDS[kind], "exact", False):
+    if is_exact(kind):
         return rank_both(image_emb, text_emb, text_image, options.tie)
     t2i_ids = make_gallery(kind, image_emb).search(text_emb, options.rank_depth)
     i2t_ids = make_gallery(kind, text_emb).search(image_emb, options.rank_depth)
@@ -278,7 +237,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
     return report
 
 
-def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable) -> dict[str, float | int]:
+def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable) -> dict[str, float | int | None]:
     """MRV both ways. i2t instances are the images; t2i instances are (image, caption slot) pairs
     present in every language (for emoji, slot 0 is the name, which every language has)."""
     langs = ds.languages
@@ -290,8 +249,11 @@ def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable)
                       zip(table.image[sel], table.slot[sel], ranks[lg].t2i, strict=True)})
     common = sorted(set.intersection(*(set(k) for k in keyed)))
     t2i = np.array([[k[c] for c in common] for k in keyed])
-    return {"i2t": metrics.mean_rank_variance(i2t), "t2i": metrics.mean_rank_variance(t2i),
-            "t2i_instances": len(common)}
+    def mrv(ranks: np.ndarray) -> float | None:
+        # Approximate kinds leave ranks beyond their result depth unknown (inf): MRV is then unknown.
+        return metrics.mean_rank_variance(ranks) if np.isfinite(ranks).all() else None
+
+    return {"i2t": mrv(i2t), "t2i": mrv(t2i), "t2i_instances": len(common)}
 
 
 def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[str] = ("exact",),
