@@ -100,3 +100,15 @@ def test_skip_missing_evaluates_the_rest(tmp_path: Path) -> None:
     code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--skip-missing", "--json", "-")
     report = json.loads(stdout)
     assert code == 0 and report["n_images"] == 11 and report["skipped_images"] == 1
+
+
+def test_karpathy_fixture_with_builtin(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent.parent / "fixtures" / "karpathy"
+    for name, color in {"1000344755.jpg": "red", "1000366164.jpg": "green", "1000523639.jpg": "blue"}.items():
+        solid_image(tmp_path / name, color)
+    code, stdout, stderr = itr("eval", f"karpathy:{fixtures / 'dataset_flickr30k.json'}", "--images-root", tmp_path,
+                               "--json", "-")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert (report["n_images"], report["n_texts"], report["split"]) == (3, 15, "test")
+    assert report["dataset_source"]["dataset"] == "flickr30k" and report["model"] == "builtin"
