@@ -7,6 +7,7 @@ from .encoders import Encoder, encode_image_files, list_encoders, load_encoder
 from .errors import (
     BadImageError,
     IncompatibleIndexError,
+    IncompatibleModelError,
     IndexLockedError,
     InputError,
     ItrError,
@@ -29,6 +30,7 @@ __all__ = [
     "Encoder",
     "Hit",
     "IncompatibleIndexError",
+    "IncompatibleModelError",
     "IndexLockedError",
     "IndexWriter",
     "InputError",

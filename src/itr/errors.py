@@ -36,3 +36,7 @@ class IncompatibleIndexError(ItrError):
 
 class IndexLockedError(ItrError):
     """Another process is writing to the same index."""
+
+
+class IncompatibleModelError(ItrError):
+    """A model checkpoint cannot be used: wrong format or version, or weights that do not fit its config."""

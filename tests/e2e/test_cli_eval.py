@@ -39,8 +39,11 @@ def test_builtin_sets_two_models_one_run(tmp_path: Path) -> None:
     assert emoji["mrv"]["i2t"] >= 0 and emoji["mrv"]["t2i_instances"] >= emoji["n_images"]
     assert emoji["n_images"] > 100 and clipart["n_images"] > 200
     # Far above chance (R@10 of a random ranking is 10 / n_images, under 10% here) on English emoji.
-    assert emoji["per_language"]["en"]["t2i"]["R@10"] > 15
-    assert clipart["t2i"]["R@10"] > 10
+    assert emoji["per_language"]["en"]["t2i"]["R@10"] > 50 and emoji["per_language"]["fr"]["t2i"]["R@10"] > 30
+    assert clipart["t2i"]["R@10"] > 50
+    # The shipped trained heads clearly beat the training-free bridge on every offline test split.
+    for trained, bridge in zip(runs[:2], runs[2:], strict=True):
+        assert trained["rsum"] > bridge["rsum"] + 100, (trained["dataset"], trained["rsum"], bridge["rsum"])
     for r in runs:
         assert 0 <= r["i2t"]["R@1"] <= r["i2t"]["R@5"] <= r["i2t"]["R@10"] <= 100
         assert r["images_per_second"] > 0 and r["model_fingerprint"] and r["versions"]["torch"]

@@ -13,7 +13,7 @@ from itr.errors import InputError, UnknownNameError
 
 def test_all_is_in_sync() -> None:
     public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "cli", "collection", "datasets",
-              "encoders", "errors", "eval", "images", "index", "search", "testing", "types"}
+              "encoders", "errors", "eval", "images", "index", "search", "testing", "train", "types"}
     assert public == set(itr.__all__) - {"__version__"}
 
 
@@ -26,9 +26,9 @@ def test_core_import_is_light() -> None:
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(UnknownNameError, match="unknown model 'clip-xl'; valid models: builtin, builtin:conse"):
+    with pytest.raises(UnknownNameError, match="unknown model 'clip-xl'; valid models: builtin, builtin:proj, builtin:conse"):
         load_encoder("clip-xl")
-    with pytest.raises(UnknownNameError, match="valid: builtin, builtin:conse"):
+    with pytest.raises(UnknownNameError, match="valid: builtin, builtin:proj, builtin:conse"):
         load_encoder("builtin:nope")
     with pytest.raises(KeyError):  # a failed look-up is also a KeyError
         load_encoder("nope:x")

@@ -4,72 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from .._utils import display_path
-from ..errors import ItrError
+from .common import err, out
+from .common import errors as _errors
+from .common import fail as _fail
+from .common import progress_bar as _progress
+from .common import with_spinner as _with_spinner
+from .train import train_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="ITR: image-text retrieval. Index images and captions, search both ways, offline.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-T = TypeVar("T")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Turn library errors into one line on stderr and exit code 2 (1 for interruptions)."""
-    try:
-        yield
-    except ItrError as exc:
-        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    except KeyboardInterrupt:
-        err.print("interrupted: work committed so far is kept; run the same command again to resume")
-        raise typer.Exit(130) from None
-
-
-@contextmanager
-def _progress(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    if not enabled:
-        yield lambda done, total: None
-        return
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
-def _with_spinner(message: str, fn: Callable[[], T], quiet: bool) -> T:
-    if quiet:
-        return fn()
-    with err.status(message):
-        return fn()
+app.add_typer(train_app, name="train")
 
 
 @app.command()

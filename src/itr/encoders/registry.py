@@ -1,9 +1,10 @@
 """Encoder registry: scheme-prefixed strings -> factories.
 
-    builtin              the offline default (see itr.encoders.builtin)
+    builtin              the offline default: frozen backbones + trained projection heads (builtin:proj)
     builtin:conse        the training-free classifier bridge, by name
     hf:ORG/NAME          a CLIP-family checkpoint by Hugging Face hub id (from the local HF cache)
-    local:PATH           a CLIP-family checkpoint saved with save_pretrained in a local folder
+    local:PATH           a CLIP-family checkpoint saved with save_pretrained in a local folder, or a
+                         projector folder written by ``itr train projector``
 
 Plugins add schemes through the ``itr.encoders`` entry-point group: the entry point's name is the
 scheme and it loads a callable ``factory(spec: str) -> Encoder``.
@@ -32,10 +33,23 @@ def _hf(spec: str) -> Encoder:
     return load_hf(spec)
 
 
+def _local(spec: str) -> Encoder:
+    from pathlib import Path
+
+    from .projector import is_projector_folder
+
+    folder = Path(spec.partition(":")[2]).expanduser()
+    if folder.is_dir() and is_projector_folder(folder):
+        from .builtin import load_projector_encoder
+
+        return load_projector_encoder(spec, folder.resolve())
+    return _hf(spec)
+
+
 SCHEMES: dict[str, tuple[Factory, str]] = {
-    "builtin": (_builtin, "offline default model (builtin, builtin:conse)"),
+    "builtin": (_builtin, "offline default model (builtin, builtin:proj, builtin:conse)"),
     "hf": (_hf, "CLIP-family checkpoint by hub id, from the local Hugging Face cache (hf:ORG/NAME)"),
-    "local": (_hf, "CLIP-family checkpoint in a local folder (local:PATH)"),
+    "local": (_local, "CLIP-family checkpoint or trained projector in a local folder (local:PATH)"),
 }
 
 

@@ -1,0 +1,51 @@
+"""``itr train ...``: training commands (flags -> a frozen config -> library call -> printed metrics)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import err, errors, out, progress_bar
+
+train_app = typer.Typer(no_args_is_help=True, help="Train heads or fine-tune models on image-caption pairs.")
+
+
+@train_app.command("projector")
+def projector(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained heads (use as --model local:DIR).")],
+    data: Annotated[list[str] | None, typer.Option(
+        "--data", "-d", help="Training data spec, repeatable (train split; val split picks the best epoch).")] = None,
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Images per step (each with one of its captions).")] = 256,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 1e-3,
+    hidden: Annotated[int, typer.Option(help="Hidden width of the heads.")] = 1024,
+    text_head: Annotated[bool, typer.Option(help="Train a text-side head too (needed for non-English queries).")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are bit-identical for the same seed and data).")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train projection heads for the built-in model (defaults reproduce the shipped `builtin`)."""
+    from ..encoders.projector import HeadsConfig
+    from ..train.projector import ProjectorTrainConfig, train_projector
+
+    defaults = ProjectorTrainConfig()
+    config = ProjectorTrainConfig(
+        data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        heads=HeadsConfig(hidden=hidden, text_head=text_head))
+    with errors(), progress_bar("features", not (quiet or json_out)) as progress:
+        metrics = train_projector(config, out_dir, progress=progress,
+                                  log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
+    if json_out:
+        out.print_json(json.dumps(metrics))
+        return
+    out.print(f"heads written to {out_dir} (best epoch {metrics['best_epoch']}, "
+              f"{metrics['n_train_images']} images, {metrics['train_seconds']:.0f} s of training)", markup=False)
+    for name in ("val", "test"):
+        for r in metrics[name]:
+            langs = r.get("per_language", {})
+            extra = (" (" + ", ".join(f"{lg} {m['rsum']:.1f}" for lg, m in langs.items()) + ")") if langs else ""
+            out.print(f"  {name:>4} {r['dataset']}: RSUM {r['rsum']:.1f}{extra}", markup=False)
+    out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)

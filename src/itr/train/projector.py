@@ -1,0 +1,179 @@
+"""``itr train projector``: align the built-in model's frozen encoders with small trained heads.
+
+Recipe ("From Unimodal to Multimodal: Scaling up Projectors to Align Modalities", 2024, at toy
+scale): frozen EfficientNet-Lite and MiniLM, features cached once; an image MLP (plus the ConSE
+bridge as a residual) and an optional residual text MLP trained with symmetric InfoNCE and a
+learnable temperature. Each step pairs every image of the batch with one of its captions drawn at
+random (any training language), so one image never appears twice in a batch (no false negatives).
+The epoch with the best mean validation RSUM is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._utils import ProgressFn, atomic_write_bytes
+from ..encoders.builtin import BACKBONE_IMAGE_SIZE, BuiltinConseEncoder, ConseConfig
+from ..encoders.projector import HeadsConfig, build_heads, save_projector
+from ..errors import InputError
+from ..eval.datasets import EvalDataset
+from ..eval.runner import EncodedDataset, EvalOptions, evaluate_encoded, package_versions
+from .data import VAL_SPLIT, load_training_set
+from .features import image_features, split_image_features, text_features
+from .losses import info_nce
+
+MIN_TRAIN_IMAGES = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectorTrainConfig:
+    """Everything that determines a projector run (written next to the weights as ``train_config.json``)."""
+
+    data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart")
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    seed: int = 0
+    threads: int = 2  # fixed so that a rerun on another machine does the same arithmetic
+
+
+@dataclass
+class _Part:
+    """One dataset's images and captions, as features."""
+
+    dataset: EvalDataset
+    images: Any  # torch (n, 2280)
+    texts: Any  # torch (m, 384)
+    text_image: np.ndarray
+
+
+def _features(base: BuiltinConseEncoder, ds: EvalDataset, progress: ProgressFn | None) -> _Part:
+    import torch
+
+    table = ds.texts()
+    imgs = image_features(base, ds.image_paths, progress=progress, what=f"images of {ds.name}")
+    txts = text_features(base, table.texts)
+    return _Part(ds, torch.from_numpy(imgs), torch.from_numpy(txts), table.image)
+
+
+def _embed(heads: Any, base: BuiltinConseEncoder, part: _Part) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    heads.eval()
+    with torch.no_grad():
+        pooled, logits = split_image_features(part.images)
+        img = heads.image(pooled, base.conse_vectors(logits)).numpy()
+        txt = heads.text(part.texts).numpy()
+    heads.train()
+    return img, txt
+
+
+def _report(heads: Any, base: BuiltinConseEncoder, part: _Part) -> dict[str, Any]:
+    img, txt = _embed(heads, base, part)
+    encoded = EncodedDataset(part.dataset, {"spec": "training", "fingerprint": "training"}, img, txt, 0.0, 0.0)
+    r = evaluate_encoded(encoded, options=EvalOptions(latency_queries=1))
+    keep = ("dataset", "split", "n_images", "n_texts", "i2t", "t2i", "rsum", "per_language", "mrv")
+    return {k: r[k] for k in keep if k in r}
+
+
+def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: ProgressFn | None = None,
+                    log: Any = None) -> dict[str, Any]:
+    """Train heads, write them to ``out`` (loadable as ``local:OUT``), return the run's metrics.
+
+    ``log(message)`` receives one line per epoch. Writes ``projector.json``, ``heads.safetensors``,
+    ``train_config.json`` and ``metrics.json`` (validation curve, best epoch, val and test reports).
+    """
+    import torch
+
+    if config.epochs < 1 or config.batch_size < 2:
+        raise InputError("epochs must be >= 1 and batch size >= 2")
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    hc = config.heads
+    base = BuiltinConseEncoder("builtin:conse", ConseConfig(
+        backbone=hc.backbone, image_size=BACKBONE_IMAGE_SIZE.get(hc.backbone, 224), top_k=hc.conse_top_k,
+        templates=hc.conse_templates))
+    started = time.perf_counter()
+    train_parts = [_features(base, ds, progress) for ds in
+                   (load_training_set(spec) for spec in config.data) if ds is not None]
+    val_parts = [_features(base, ds, progress) for ds in
+                 (load_training_set(spec, split=VAL_SPLIT) for spec in config.data) if ds is not None]
+    n_images = sum(len(p.images) for p in train_parts)
+    if n_images < MIN_TRAIN_IMAGES:
+        raise InputError(f"only {n_images} training image(s) in {', '.join(config.data)}; "
+                         f"a projector needs at least {MIN_TRAIN_IMAGES} (more like thousands)")
+    images = torch.cat([p.images for p in train_parts])
+    texts = torch.cat([p.texts for p in train_parts])
+    offsets = np.cumsum([0] + [len(p.images) for p in train_parts])
+    text_image = np.concatenate([p.text_image + off for p, off in zip(train_parts, offsets, strict=False)])
+    order = np.argsort(text_image, kind="stable")
+    starts = np.searchsorted(text_image[order], np.arange(n_images))
+    counts = np.bincount(text_image, minlength=n_images)
+    feature_seconds = time.perf_counter() - started
+
+    heads = build_heads(hc)
+    heads.train()
+    batch = min(config.batch_size, n_images)
+    steps_per_epoch = max(1, n_images // batch)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                    pct_start=config.warmup_fraction)
+    curve: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, Any]] | None = None
+    started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        perm = rng.permutation(n_images)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            idx = perm[step * batch : (step + 1) * batch]
+            pick = order[starts[idx] + (rng.random(len(idx)) * counts[idx]).astype(np.int64)]
+            pooled, logits = split_image_features(images[idx])
+            loss = info_nce(heads.image(pooled, base.conse_vectors(logits)), heads.text(texts[pick]), heads.logit_scale)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+        val = [_report(heads, base, p)["rsum"] for p in val_parts]
+        score = float(np.mean(val)) if val else -float(epoch)  # no validation data: keep the last epoch
+        curve.append({"epoch": epoch, "loss": total / steps_per_epoch, "val_rsum": score if val else None,
+                      "temperature": 1.0 / heads.logit_scale.exp().item()})
+        if best is None or score > best[0]:
+            best = (score, epoch, copy.deepcopy(heads.state_dict()))
+        if log:
+            log(f"epoch {epoch}/{config.epochs}: loss {total / steps_per_epoch:.3f}"
+                + (f", val RSUM {score:.1f}" if val else ""))
+    assert best is not None
+    heads.load_state_dict(best[2])
+    train_seconds = time.perf_counter() - started
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    trained_with = {"data": list(config.data), "seed": config.seed, "best_epoch": best[1]}
+    save_projector(out, heads, hc, trained_with=trained_with)
+    test_parts = [_features(base, ds, progress) for ds in
+                  (load_training_set(spec, split="test") for spec in config.data) if ds is not None]
+    metrics = {
+        "best_epoch": best[1], "curve": curve,
+        "n_train_images": n_images, "n_train_texts": len(texts),
+        "feature_seconds": feature_seconds, "train_seconds": train_seconds,
+        "val": [_report(heads, base, p) for p in val_parts],
+        "test": [_report(heads, base, p) for p in test_parts],
+        "versions": package_versions(), "machine": platform.platform(),
+    }
+    config_json = json.dumps(asdict(config), indent=2, sort_keys=True, default=list) + "\n"
+    atomic_write_bytes(out / "train_config.json", config_json.encode())
+    atomic_write_bytes(out / "metrics.json", (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
+    return metrics
