@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import err, errors, out, progress_bar
+from .common import err, errors, fail, out, progress_bar
 
 train_app = typer.Typer(no_args_is_help=True, help="Train heads or fine-tune models on image-caption pairs.")
 
@@ -49,3 +49,36 @@ def projector(
             extra = (" (" + ", ".join(f"{lg} {m['rsum']:.1f}" for lg, m in langs.items()) + ")") if langs else ""
             out.print(f"  {name:>4} {r['dataset']}: RSUM {r['rsum']:.1f}{extra}", markup=False)
     out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)
+
+
+@train_app.command("finetune")
+def finetune_cmd(
+    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint to fine-tune: hf:ORG/NAME or local:PATH.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="Pairs: jsonl:PATH (or any dataset spec); its train split.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder: best/ (use as local:OUT/best), last/, metrics.json.")],
+    val: Annotated[str | None, typer.Option(help="Validation spec (default: the val split of --data, if any).")] = None,
+    loss: Annotated[str, typer.Option(help="auto (sigmoid for SigLIP, else InfoNCE), infonce or sigmoid.")] = "auto",
+    freeze: Annotated[str, typer.Option(help="none, vision, text, or towers (train projections only).")] = "none",
+    lora_rank: Annotated[int, typer.Option(help="> 0: train LoRA adapters of this rank (needs the 'lora' extra).")] = 0,
+    epochs: Annotated[int, typer.Option()] = 3,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    lr: Annotated[float, typer.Option()] = 1e-5,
+    seed: Annotated[int, typer.Option()] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Contrastive fine-tuning of a CLIP-family checkpoint; rerun the same command to resume."""
+    from ..train.finetune import FinetuneConfig, finetune
+
+    with errors():
+        if loss not in ("auto", "infonce", "sigmoid"):
+            fail(f"--loss must be auto, infonce or sigmoid (got '{loss}')")
+        if freeze not in ("none", "vision", "text", "towers"):
+            fail(f"--freeze must be none, vision, text or towers (got '{freeze}')")
+        config = FinetuneConfig(model=model, data=data, val=val, loss=loss, freeze=freeze,  # type: ignore[arg-type]
+                                lora_rank=lora_rank, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        with progress_bar("training", not quiet) as progress:
+            metrics = finetune(config, out_dir, progress=progress,
+                               log=None if quiet else (lambda line: err.print(line, markup=False)))
+    best = metrics["best_val_rsum"]
+    out.print(f"best checkpoint: {out_dir / 'best'}" + (f" (val RSUM {best:.1f})" if best is not None else ""),
+              markup=False)
