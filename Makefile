@@ -23,9 +23,10 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
 	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index
 	$(BIN)/itr info $(DEMO)/index
-	$(BIN)/itr search $(DEMO)/index "a guitar" -k 5
 	$(BIN)/itr search $(DEMO)/index "a bicycle" -k 5
-	$(BIN)/itr search $(DEMO)/index "airplane" -k 5
+	$(BIN)/itr search $(DEMO)/index "a cat" -k 5
+	$(BIN)/itr search $(DEMO)/index "pizza" -k 5
+	$(BIN)/itr search $(DEMO)/index "ein Fahrrad" -k 5    # German: the trained text head
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f98b.png --target texts -k 5
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
 
