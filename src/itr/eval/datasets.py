@@ -37,6 +37,14 @@ BUILTIN_DATASET_VERSION = 1
 """Bump when the builders of the built-in sets change what they write: cached copies are rebuilt."""
 
 
+class NoSplitsError(InputError):
+    """A split was asked of a source whose items carry no split."""
+
+
+class UnknownSplitError(InputError):
+    """The split asked for is not among the source's splits (the message lists them)."""
+
+
 @dataclass(frozen=True, slots=True)
 class EvalItem:
     id: str
@@ -165,9 +173,9 @@ def _pick_split(items: list[tuple[EvalItem, str | None]], split: str | None, whe
     if wanted is None:
         return [it for it, _ in items], None
     if not present:
-        raise InputError(f"{where} has no 'split' field; drop --split to evaluate every item")
+        raise NoSplitsError(f"{where} has no 'split' field; drop --split to evaluate every item")
     if wanted not in present:
-        raise InputError(f"unknown split '{wanted}' in {where}; available: {', '.join(present)}")
+        raise UnknownSplitError(f"unknown split '{wanted}' in {where}; available: {', '.join(present)}")
     return [it for it, s in items if s == wanted], wanted
 
 

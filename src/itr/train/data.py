@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from ..datasets.emoji import split_of
 from ..errors import InputError
-from ..eval.datasets import EvalDataset, LoadOptions, load_eval_dataset
+from ..eval.datasets import EvalDataset, LoadOptions, NoSplitsError, UnknownSplitError, load_eval_dataset
 
 TRAIN_SPLIT = "train"
 VAL_SPLIT = "val"
@@ -45,19 +45,20 @@ def load_training_set(spec: str, *, split: str = TRAIN_SPLIT, options: LoadOptio
     """
     options = options or LoadOptions()
     scheme = spec.partition(":")[0]
+    def load(split_: str | None) -> EvalDataset:
+        return load_eval_dataset(spec, LoadOptions(split=split_, images_root=options.images_root,
+                                                   skip_missing=options.skip_missing, max_captions=options.max_captions))
+
     try:
-        ds = load_eval_dataset(spec, LoadOptions(split=split, images_root=options.images_root,
-                                                 skip_missing=options.skip_missing, max_captions=options.max_captions))
-    except InputError as exc:
-        if scheme == "jsonl" and "has no 'split' field" in str(exc):
-            if split != TRAIN_SPLIT:
-                return None
-            ds = load_eval_dataset(spec, LoadOptions(images_root=options.images_root,
-                                                     skip_missing=options.skip_missing))
-        elif split != TRAIN_SPLIT and "unknown split" in str(exc):
-            return None  # no validation part in this source
-        else:
+        ds = load(split)
+    except NoSplitsError:
+        if scheme != "jsonl" or split != TRAIN_SPLIT:
+            return None  # a file without splits is all training data, and has no validation part
+        ds = load(None)
+    except UnknownSplitError:
+        if split == TRAIN_SPLIT:
             raise
+        return None  # no validation/test part in this source
     if split == TRAIN_SPLIT:
         check_no_eval_items(ds, scheme)
     return ds
