@@ -13,7 +13,7 @@ from itr.errors import InputError, UnknownNameError
 
 def test_all_is_in_sync() -> None:
     public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "cli", "collection", "datasets",
-              "encoders", "errors", "eval", "images", "index", "search", "testing", "train", "types"}
+              "encoders", "errors", "eval", "images", "index", "search", "sparse", "testing", "train", "types"}
     assert public == set(itr.__all__) - {"__version__"}
 
 
