@@ -18,6 +18,7 @@ Conventions (also in the README):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -26,19 +27,26 @@ Tie = Literal["pessimistic", "optimistic"]
 DEFAULT_KS = (1, 5, 10)
 
 
-def _check(scores: np.ndarray, text_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scores = np.asarray(scores)
+def _check_text_image(n_images: int, n_texts: int, text_image: np.ndarray, *, need_captions: bool) -> np.ndarray:
     text_image = np.asarray(text_image, dtype=np.int64)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be a 2-D (n_images, n_texts) matrix, got shape {scores.shape}")
-    n_images, n_texts = scores.shape
     if text_image.shape != (n_texts,):
         raise ValueError(f"text_image must have one entry per text ({n_texts}), got shape {text_image.shape}")
     if n_texts and (text_image.min() < 0 or text_image.max() >= n_images):
         raise ValueError(f"text_image values must be image indices in [0, {n_images})")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN: ranks would be meaningless")
-    return scores, text_image
+    if need_captions:
+        counts = np.bincount(text_image, minlength=n_images)
+        if (counts == 0).any():
+            missing = np.flatnonzero(counts == 0)
+            raise ValueError(f"{len(missing)} image(s) have no caption (first: index {missing[0]}); "
+                             "i2t needs at least one per image")
+    return text_image
+
+
+def _check(scores: np.ndarray, text_image: np.ndarray, *, need_captions: bool) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"scores must be a 2-D (n_images, n_texts) matrix, got shape {scores.shape}")
+    return scores, _check_text_image(*scores.shape, text_image, need_captions=need_captions)
 
 
 TIE_TOLERANCE = 1e-6
@@ -47,23 +55,43 @@ vectors do not always get bit-identical dot products: BLAS kernels round differe
 where a row falls in a block, by ~1e-7. Without a tolerance, "tied" would depend on that noise."""
 
 
-def _beats(other: np.ndarray, own: np.ndarray, tie: Tie) -> np.ndarray:
+def _counts(other: np.ndarray, own: np.ndarray, exclude: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: how many wrong items score clearly above the right one, and how many tie with it."""
+    if np.isnan(other).any():
+        raise ValueError("scores contain NaN: ranks would be meaningless")
     tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))
+    greater = (other > own + tol) & ~exclude
+    tied = (np.abs(other - own) <= tol) & ~exclude
+    return greater.sum(axis=axis).astype(np.int64), tied.sum(axis=axis).astype(np.int64)
+
+
+def _t2i_counts(scores: np.ndarray, text_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scores``: (n_images, b) for a block of texts."""
+    own_mask = np.zeros(scores.shape, dtype=bool)
+    own_mask[text_image, np.arange(scores.shape[1])] = True
+    own = scores[text_image, np.arange(scores.shape[1])][None, :]
+    return _counts(scores, own, own_mask, axis=0)
+
+
+def _i2t_counts(scores: np.ndarray, text_image: np.ndarray, first_image: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``scores``: (b, n_texts) for images ``first_image .. first_image + b``; the best own caption counts."""
+    own_mask = text_image[None, :] == (first_image + np.arange(scores.shape[0]))[:, None]
+    best_own = np.where(own_mask, scores, -np.inf).max(axis=1)[:, None]
+    return _counts(scores, best_own, own_mask, axis=1)
+
+
+def _ranks(greater: np.ndarray, tied: np.ndarray, tie: Tie) -> np.ndarray:
     if tie == "pessimistic":
-        return other >= own - tol
+        return 1 + greater + tied
     if tie == "optimistic":
-        return other > own + tol
+        return 1 + greater
     raise ValueError(f"tie must be 'pessimistic' or 'optimistic', got {tie!r}")
 
 
 def t2i_ranks(scores: np.ndarray, text_image: np.ndarray, *, tie: Tie = "pessimistic") -> np.ndarray:
     """Rank of each text's own image among all images (``scores`` may be a block of text columns)."""
-    scores, text_image = _check(scores, text_image)
-    cols = np.arange(scores.shape[1])
-    own = scores[text_image, cols]  # (n_texts,)
-    beats = _beats(scores, own[None, :], tie)
-    beats[text_image, cols] = False  # the own image never counts against itself
-    return 1 + beats.sum(axis=0).astype(np.int64)
+    scores, text_image = _check(scores, text_image, need_captions=False)
+    return _ranks(*_t2i_counts(scores, text_image), tie)
 
 
 def i2t_ranks(scores: np.ndarray, text_image: np.ndarray, *, tie: Tie = "pessimistic") -> np.ndarray:
@@ -71,61 +99,51 @@ def i2t_ranks(scores: np.ndarray, text_image: np.ndarray, *, tie: Tie = "pessimi
 
     Every image must have at least one caption (ValueError otherwise: i2t is undefined for it).
     """
-    scores, text_image = _check(scores, text_image)
-    n_images, n_texts = scores.shape
-    counts = np.bincount(text_image, minlength=n_images)
-    if (counts == 0).any():
-        missing = np.flatnonzero(counts == 0)
-        raise ValueError(f"{len(missing)} image(s) have no caption (first: index {missing[0]}); "
-                         "i2t needs at least one per image")
-    own = np.zeros((n_images, n_texts), dtype=bool)
-    own[text_image, np.arange(n_texts)] = True
-    best_own = np.where(own, scores, -np.inf).max(axis=1)  # (n_images,)
-    beats = _beats(scores, best_own[:, None], tie) & ~own
-    return 1 + beats.sum(axis=1).astype(np.int64)
+    scores, text_image = _check(scores, text_image, need_captions=True)
+    return _ranks(*_i2t_counts(scores, text_image), tie)
 
 
-def ranks_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
-                          tie: Tie = "pessimistic", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """``(i2t_ranks, t2i_ranks)`` for dot-product scores, computed in blocks to bound memory.
+@dataclass(frozen=True)
+class RankCounts:
+    """For each query, wrong items scoring clearly above the right one and wrong items tied with it.
+
+    Both tie rules follow without scoring again: ``1 + greater`` (optimistic), ``1 + greater + tied``.
+    """
+
+    i2t_greater: np.ndarray
+    i2t_tied: np.ndarray
+    t2i_greater: np.ndarray
+    t2i_tied: np.ndarray
+
+    def ranks(self, tie: Tie = "pessimistic") -> tuple[np.ndarray, np.ndarray]:
+        """``(i2t_ranks, t2i_ranks)`` under ``tie``."""
+        return _ranks(self.i2t_greater, self.i2t_tied, tie), _ranks(self.t2i_greater, self.t2i_tied, tie)
+
+
+def rank_counts_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
+                                chunk: int = 2048) -> RankCounts:
+    """Rank counts both ways for dot-product scores, computed in blocks to bound memory.
 
     COCO 5K has 25k captions: the full float32 score matrix is 500 MB, and the boolean work arrays
     would double it, so rows are processed ``chunk`` at a time. Results equal the full-matrix ones.
     """
     image_emb = np.asarray(image_emb, dtype=np.float32)
     text_emb = np.asarray(text_emb, dtype=np.float32)
-    text_image = np.asarray(text_image, dtype=np.int64)
-    n_images, n_texts = len(image_emb), len(text_emb)
-    if text_image.shape != (n_texts,):
-        raise ValueError(f"text_image must have one entry per text ({n_texts}), got shape {text_image.shape}")
-    if n_texts and (text_image.min() < 0 or text_image.max() >= n_images):
-        raise ValueError(f"text_image values must be image indices in [0, {n_images})")
-    counts = np.bincount(text_image, minlength=n_images)
-    if (counts == 0).any():
-        raise ValueError(f"{int((counts == 0).sum())} image(s) have no caption; i2t needs at least one per image")
+    text_image = _check_text_image(len(image_emb), len(text_emb), text_image, need_captions=True)
+    t2i = [_t2i_counts(image_emb @ text_emb[s : s + chunk].T, text_image[s : s + chunk])
+           for s in range(0, len(text_emb), chunk)]
+    i2t = [_i2t_counts(image_emb[s : s + chunk] @ text_emb.T, text_image, s) for s in range(0, len(image_emb), chunk)]
 
-    t2i = np.empty(n_texts, dtype=np.int64)
-    for start in range(0, n_texts, chunk):
-        block = text_emb[start : start + chunk]
-        s = image_emb @ block.T  # (n_images, b)
-        t2i[start : start + len(block)] = t2i_ranks(s, text_image[start : start + len(block)], tie=tie)
+    def cat(parts: list[tuple[np.ndarray, np.ndarray]], i: int) -> np.ndarray:
+        return np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
 
-    i2t = np.empty(n_images, dtype=np.int64)
-    order = np.argsort(text_image, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    for start in range(0, n_images, chunk):
-        stop = min(start + chunk, n_images)
-        s = image_emb[start:stop] @ text_emb.T  # (b, n_texts)
-        if np.isnan(s).any():
-            raise ValueError("scores contain NaN: ranks would be meaningless")
-        best_own = np.empty(stop - start, dtype=np.float32)
-        for row, i in enumerate(range(start, stop)):
-            best_own[row] = s[row, order[bounds[i] : bounds[i + 1]]].max()
-        beats = _beats(s, best_own[:, None], tie)
-        for row, i in enumerate(range(start, stop)):
-            beats[row, order[bounds[i] : bounds[i + 1]]] = False
-        i2t[start:stop] = 1 + beats.sum(axis=1)
-    return i2t, t2i
+    return RankCounts(cat(i2t, 0), cat(i2t, 1), cat(t2i, 0), cat(t2i, 1))
+
+
+def ranks_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
+                          tie: Tie = "pessimistic", chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """``(i2t_ranks, t2i_ranks)`` for dot-product scores (see ``rank_counts_from_embeddings``)."""
+    return rank_counts_from_embeddings(image_emb, text_emb, text_image, chunk=chunk).ranks(tie)
 
 
 def recall_at_k(ranks: np.ndarray, k: int) -> float:
@@ -205,8 +223,3 @@ def mean_rank_variance(ranks: np.ndarray) -> float:
     if ranks.shape[1] == 0:
         raise ValueError("MRV needs at least one instance present in every language")
     return float(ranks.var(axis=0).mean())
-
-
-def tied_fraction(optimistic: np.ndarray, pessimistic: np.ndarray) -> float:
-    """Percentage of queries whose rank depends on the tie rule (the right item ties a wrong one)."""
-    return float(100.0 * np.mean(np.asarray(optimistic) != np.asarray(pessimistic)))

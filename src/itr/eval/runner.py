@@ -107,10 +107,10 @@ class DirectionRanks:
 def rank_both(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
               tie: metrics.Tie = "pessimistic") -> DirectionRanks:
     """Ranks both ways under ``tie``, plus the share of queries whose rank the tie rule decided."""
-    i2t, t2i = metrics.ranks_from_embeddings(image_emb, text_emb, text_image, tie=tie)
-    other: metrics.Tie = "optimistic" if tie == "pessimistic" else "pessimistic"
-    i2t_o, t2i_o = metrics.ranks_from_embeddings(image_emb, text_emb, text_image, tie=other)
-    return DirectionRanks(i2t, t2i, metrics.tied_fraction(i2t_o, i2t), metrics.tied_fraction(t2i_o, t2i))
+    counts = metrics.rank_counts_from_embeddings(image_emb, text_emb, text_image)
+    i2t, t2i = counts.ranks(tie)
+    return DirectionRanks(i2t, t2i, float(100.0 * np.mean(counts.i2t_tied > 0)),
+                          float(100.0 * np.mean(counts.t2i_tied > 0)))
 
 
 def retrieval_metrics(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray) -> dict[str, Any]:
