@@ -101,10 +101,6 @@ def check_index_kind(kind: str) -> None:
                            + (f" (named: {', '.join(GALLERY_KINDS)})" if len(GALLERY_KINDS) > 1 else ""))
 
 
-def is_exact(kind: str) -> bool:
-    return kind in GALLERY_KINDS and bool(getattr(GALLERY_KINDS[kind], "exact", False))
-
-
 def make_gallery(kind: str, vectors: np.ndarray) -> Gallery:
     check_index_kind(kind)
     if kind in GALLERY_KINDS:

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
 from . import metrics
 from .datasets import CaptionTable, EvalDataset
-from .galleries import Gallery, check_index_kind, is_exact, make_gallery
+from .galleries import Gallery, check_index_kind, make_gallery
 
 CURVE_MAX_K = 50
 
@@ -176,15 +176,17 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
 
 
-def _rank_gallery(kind: str, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
-                  options: EvalOptions) -> DirectionRanks:
-    """Ranks for one language: exact kinds rank everything; others are read off their top results."""
-    if is_exact(kind):
-        return rank_both(image_emb, text_emb, text_image, options.tie)
-    t2i_ids = make_gallery(kind, image_emb).search(text_emb, options.rank_depth)
-    i2t_ids = make_gallery(kind, text_emb).search(image_emb, options.rank_depth)
+def _rank_gallery(kind: str, images: Gallery, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
+                  options: EvalOptions) -> tuple[DirectionRanks, int]:
+    """Ranks for one language and the bytes of its text gallery. Exact kinds rank everything;
+    others are read off their top results (the image gallery is built once, by the caller)."""
+    texts = make_gallery(kind, text_emb)
+    if images.exact:
+        return rank_both(image_emb, text_emb, text_image, options.tie), texts.nbytes()
+    t2i_ids = images.search(text_emb, options.rank_depth)
+    i2t_ids = texts.search(image_emb, options.rank_depth)
     return DirectionRanks(metrics.ranks_from_topk(i2t_ids, text_image, "i2t"),
-                          metrics.ranks_from_topk(t2i_ids, text_image, "t2i"), None, None)
+                          metrics.ranks_from_topk(t2i_ids, text_image, "t2i"), None, None), texts.nbytes()
 
 
 def _curves(ranks: Sequence[DirectionRanks]) -> dict[str, list[float]]:
@@ -202,9 +204,12 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
 
     per_lang: dict[str, dict[str, Any]] = {}
     ranks_by_lang: dict[str, DirectionRanks] = {}
+    text_bytes = 0
     for lang in ds.languages:
         sel = table.lang == lang
-        r = _rank_gallery(index_kind, encoded.image_emb, encoded.text_emb[sel], table.image[sel], options)
+        r, nbytes = _rank_gallery(index_kind, gallery, encoded.image_emb, encoded.text_emb[sel], table.image[sel],
+                                  options)
+        text_bytes += nbytes
         ranks_by_lang[lang] = r
         per_lang[lang] = retrieval_metrics(r.i2t, r.t2i)
         per_lang[lang]["tied_queries_percent"] = {"i2t": r.tied_i2t, "t2i": r.tied_t2i}
@@ -222,7 +227,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         "images_per_second": n_img / encoded.image_seconds if encoded.image_seconds > 0 else None,
         "texts_per_second": n_txt / encoded.text_seconds if encoded.text_seconds > 0 else None,
         "latency_ms": _latency(gallery, encoded.text_emb, options),
-        "index_bytes": gallery.nbytes() + make_gallery(index_kind, encoded.text_emb).nbytes(),
+        "index_bytes": gallery.nbytes() + text_bytes,  # image gallery + the text galleries (per language)
         "recall_curve": _curves(list(ranks_by_lang.values())),
         "skipped_images": len(ds.skipped), "skipped": [display_path(s) for s in ds.skipped[:50]],
         "model_fingerprint": encoded.model["fingerprint"], "preprocessing": encoded.model.get("preprocessing"),
