@@ -121,6 +121,10 @@ class TorchEncoder(ABC):
         return encode_images_via_pixels(self, images)
 
     def encode_texts(self, texts: Sequence[str]) -> Embeddings:
+        return self._encode_texts_with(self._embed_texts, texts)
+
+    def _encode_texts_with(self, embed: Any, texts: Sequence[str]) -> Embeddings:
+        """Batch ``texts`` through ``embed`` (list -> torch (n, dim)) under inference mode; normalise."""
         import torch
 
         texts = list(texts)
@@ -128,7 +132,7 @@ class TorchEncoder(ABC):
         with torch.inference_mode():
             start = 0
             for chunk in batched(texts, self.text_batch_size):
-                out[start : start + len(chunk)] = self._embed_texts(list(chunk)).float().numpy()
+                out[start : start + len(chunk)] = embed(list(chunk)).float().numpy()
                 start += len(chunk)
         return l2_normalize(out)
 

@@ -150,7 +150,7 @@ class BuiltinConseEncoder(TorchEncoder):
             except (OSError, ValueError):
                 pass  # corrupt cache file: recompute below
         prompts = [t.format(name) for name in self.class_names for t in self.config.templates]
-        emb = BuiltinConseEncoder.encode_texts_raw(self, prompts)
+        emb = self.encode_texts_raw(prompts)
         emb = emb.reshape(1000, len(self.config.templates), self.dim).mean(1)
         emb = l2_normalize(emb)
         buf = io.BytesIO()
@@ -161,13 +161,7 @@ class BuiltinConseEncoder(TorchEncoder):
 
     def encode_texts_raw(self, texts: list[str]) -> np.ndarray:
         """Normalised MiniLM embeddings, without any trained text head."""
-        import torch
-
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.text_batch_size):
-                out.append(self.text.embed(texts[start : start + self.text_batch_size]).float().numpy())
-        return l2_normalize(np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32))
+        return self._encode_texts_with(self.text.embed, texts)
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         image = resize_center_crop(image, self.config.image_size)
