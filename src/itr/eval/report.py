@@ -35,12 +35,12 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
+def _bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)  # pragma: no cover
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 COLUMNS = ("dataset", "model", "index", "images", "texts", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1",

@@ -127,7 +127,8 @@ class SparseIndex:
                 raise InputError(f"query term id {t} is outside the vocabulary (0..{self.vocab_size - 1})")
             start, end = int(self.indptr[t]), int(self.indptr[t + 1])
             if end > start:
-                np.add.at(out, self.docs[start:end], (w * self.scale) * self.weights[start:end].astype(np.float32))
+                # a term lists each document once, so plain fancy-index += is exact (np.add.at is ~10x slower)
+                out[self.docs[start:end]] += (w * self.scale) * self.weights[start:end].astype(np.float32)
         return out
 
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
