@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .._utils import atomic_write_bytes, cache_dir, l2_normalize, require
+from .._utils import atomic_save_npy, cache_dir, l2_normalize, require
 from ..errors import UnknownNameError
 from ._quiet import quiet_transformers
 from .base import TorchEncoder, hash_files, resize_center_crop
@@ -153,10 +153,8 @@ class BuiltinConseEncoder(TorchEncoder):
         emb = self.encode_texts_raw(prompts)
         emb = emb.reshape(1000, len(self.config.templates), self.dim).mean(1)
         emb = l2_normalize(emb)
-        buf = io.BytesIO()
-        np.save(buf, emb, allow_pickle=False)
         with contextlib.suppress(OSError):  # a read-only home must not stop the model from working
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_save_npy(path, emb)
         return emb
 
     def encode_texts_raw(self, texts: list[str]) -> np.ndarray:

@@ -8,8 +8,8 @@ image or caption is never served stale features.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import ProgressFn, atomic_write_bytes, cache_dir
+from .._utils import ProgressFn, atomic_save_npy, cache_dir
 from ..encoders.builtin import BuiltinConseEncoder
 from ..encoders.pipeline import encode_image_files
 from ..errors import InputError
@@ -38,12 +38,8 @@ def _load(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def _save(path: Path, arr: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    try:
-        atomic_write_bytes(path, buf.getvalue())
-    except OSError:
-        pass  # a read-only cache only costs recomputation
+    with contextlib.suppress(OSError):  # a read-only cache only costs recomputation
+        atomic_save_npy(path, arr)
 
 
 class _FeatureEncoder:
