@@ -43,23 +43,27 @@ class BuiltinLexicalEncoder:
         self._class_terms = [self._terms(name) for name in base.class_names]
 
     def _terms(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False, truncation=True,
+        return self._terms_batch([text])[0]
+
+    def _terms_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Content-term ids of each text, tokenised in one call (the fast tokenizer batches in Rust)."""
+        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
                              max_length=self.base.config.max_text_tokens)["input_ids"]
-        return [i for i in ids if self._content[i]]
+        return [[i for i in row if self._content[i]] for row in ids]
 
     def fit_idf(self, texts: Sequence[str]) -> None:
         """IDF ``log(1 + N / df)`` from a collection's texts (terms never seen get the maximum)."""
         df = np.zeros(self.vocab_size, dtype=np.float64)
-        for text in texts:
-            df[np.unique(self._terms(text))] += 1
+        for terms in self._terms_batch(texts) if texts else []:
+            df[np.unique(terms)] += 1
         n = max(len(texts), 1)
         self.idf = np.log1p(n / np.maximum(df, 1.0)).astype(np.float32)
 
     def encode_texts(self, texts: Sequence[str]) -> Any:
         """(n, vocab) CSR float32."""
         rows, cols, vals = [], [], []
-        for r, text in enumerate(texts):
-            terms, counts = np.unique(self._terms(text), return_counts=True)
+        for r, row in enumerate(self._terms_batch(texts) if texts else []):
+            terms, counts = np.unique(row, return_counts=True)
             rows += [r] * len(terms)
             cols += terms.tolist()
             vals += (np.log1p(counts) * self.idf[terms]).tolist()
