@@ -40,10 +40,7 @@ class BuiltinLexicalEncoder:
         self.top_k = top_k
         self._content = np.array([bool(_WORD.match(t)) and t not in STOPWORDS for t in self.vocab])
         self.idf = np.ones(self.vocab_size, dtype=np.float32)
-        self._class_terms = [self._terms(name) for name in base.class_names]
-
-    def _terms(self, text: str) -> list[int]:
-        return self._terms_batch([text])[0]
+        self._class_terms = self._terms_batch(base.class_names)
 
     def _terms_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Content-term ids of each text, tokenised in one call (the fast tokenizer batches in Rust)."""
