@@ -69,3 +69,10 @@ def replace_folder(tmp: Path, final: Path) -> None:
     tmp.rename(final)
     if old.exists():
         shutil.rmtree(old)
+
+
+def recover_folder(final: Path) -> None:
+    """Finish an interrupted ``replace_folder``: if only the ``.old`` copy exists, it becomes ``final``."""
+    old = final.with_name(final.name + ".old")
+    if not final.exists() and old.exists():
+        old.rename(final)

@@ -26,7 +26,7 @@ from ..errors import IncompatibleModelError, InputError
 from ..eval.datasets import EvalDataset
 from ..eval.runner import evaluate_embeddings, package_versions
 from ..images import load_image
-from .checkpoint import load_state, replace_folder, save_state
+from .checkpoint import load_state, recover_folder, replace_folder, save_state
 from .data import VAL_SPLIT, load_training_set
 from .losses import info_nce, sigmoid_loss
 
@@ -118,8 +118,7 @@ def finetune(config: FinetuneConfig, out: str | Path, *, progress: ProgressFn | 
 
     out = Path(out)
     last = out / "last"
-    if not last.exists() and (out / "last.old").exists():
-        (out / "last.old").rename(last)  # interrupted between the two renames of replace_folder
+    recover_folder(last)
     resuming = (last / "trainer_state.json").is_file()
     config_json = json.dumps(asdict(config), sort_keys=True)
     if resuming:
