@@ -1,10 +1,26 @@
-"""Searching an index with an encoder: text -> images/texts, image -> images/texts."""
+"""Searching an index with an encoder: text -> images/texts, image -> images/texts.
+
+Modes:
+
+- ``dense``: exact inner product over the float32 vectors.
+- ``sparse``: the lexicon terms of the query against the inverted index (indexes built with
+  ``--repr sparse`` or ``both``); every hit can list the terms it matched.
+- ``hybrid``: dense and sparse together, fused by ``fusion``:
+  ``rescore`` (default) takes the sparse top ``candidates`` and re-scores them with their dense
+  vectors (cost: the sparse search plus a few hundred dot products, so it keeps sparse speed);
+  ``rrf`` (reciprocal rank fusion, k=60) and ``weighted`` (min-max normalised scores, ``alpha`` on
+  dense) merge full dense and sparse result lists. A query with no known vocabulary term falls
+  back to dense search, and the response says so.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -13,8 +29,8 @@ from .encoders.base import Encoder
 from .encoders.registry import load_encoder
 from .errors import InputError
 from .images import DEFAULT_MAX_PIXELS, load_image
-from .index.store import DenseIndex
-from .types import Hit, Target
+from .index.store import Candidate, DenseIndex
+from .types import Embeddings, Hit, Target
 
 MAX_QUERY_CHARS = 4096
 """Queries are cut to this many characters before tokenising; the model then truncates to its own
@@ -22,48 +38,202 @@ context length (77 tokens for CLIP, 256 for the built-in MiniLM). Longer text ne
 multi-megabyte query would only cost tokeniser time."""
 
 MAX_K = 10_000
+RRF_K = 60
+
+
+class Mode(StrEnum):
+    DENSE = "dense"
+    SPARSE = "sparse"
+    HYBRID = "hybrid"
+
+
+class Fusion(StrEnum):
+    RESCORE = "rescore"
+    RRF = "rrf"
+    WEIGHTED = "weighted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchOptions:
+    """How a query is answered (see the module docstring)."""
+
+    k: int = 10
+    target: Target = Target.IMAGES
+    mode: Mode = Mode.DENSE
+    fusion: Fusion = Fusion.RESCORE
+    candidates: int = 200  # sparse candidates re-scored by hybrid rescore; list depth of rrf/weighted
+    alpha: float = 0.5  # weight of the dense score in weighted fusion
+    max_postings: int | None = None  # approximate sparse search budget per segment (None: exact)
+    explain: bool = False  # attach matched terms to each hit (sparse and hybrid)
+
+
+@dataclass(frozen=True)
+class SearchResponse:
+    """Hits of one query, with the mode that produced them and why it differs from the one asked."""
+
+    hits: list[Hit]
+    mode: Mode
+    note: str | None = None
+    query_terms: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Searcher:
-    """Searches one index with the encoder it was built with.
+    """Searches one index with the encoders it was built with.
 
     Args:
         encoder: must have the fingerprint recorded in the index (checked here).
-        index: an opened DenseIndex.
+        index: an opened index.
+        sparse: the lexicon encoder recorded in the index (needed for sparse and hybrid modes).
     """
 
-    def __init__(self, encoder: Encoder, index: DenseIndex) -> None:
+    def __init__(self, encoder: Encoder, index: DenseIndex, sparse: Any = None) -> None:
         index.check_encoder(encoder.fingerprint, encoder.spec)
+        info = index.sparse_info
+        if sparse is not None and info is not None and sparse.fingerprint != info["fingerprint"]:
+            raise InputError(f"sparse model '{sparse.spec}' ({sparse.fingerprint}) is not the one the index was built "
+                             f"with ('{info['spec']}', {info['fingerprint']}); rebuild with itr index ... --rebuild")
         self.encoder = encoder
         self.index = index
+        self.sparse = sparse
 
-    def search_text(self, query: str, *, k: int = 10, target: Target = Target.IMAGES) -> list[Hit]:
+    # -- convenience: hits only -------------------------------------------------------------------
+    def search_text(self, query: str, *, k: int = 10, target: Target = Target.IMAGES, mode: Mode | str = Mode.DENSE,
+                    **options: Any) -> list[Hit]:
         """Hits for one text query, best first."""
-        return self.search_texts([query], k=k, target=target)[0]
+        return self.query_texts([query], SearchOptions(k=k, target=target, mode=Mode(mode), **options))[0].hits
 
-    def search_texts(self, queries: Sequence[str], *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
+    def search_texts(self, queries: Sequence[str], *, k: int = 10, target: Target = Target.IMAGES,
+                     mode: Mode | str = Mode.DENSE, **options: Any) -> list[list[Hit]]:
         """Batch text search: one list of hits per query."""
+        opts = SearchOptions(k=k, target=target, mode=Mode(mode), **options)
+        return [r.hits for r in self.query_texts(queries, opts)]
+
+    def search_image(self, image: Image.Image | str | os.PathLike[str], *, k: int = 10,
+                     target: Target = Target.IMAGES, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     mode: Mode | str = Mode.DENSE, **options: Any) -> list[Hit]:
+        """Hits for one query image (a PIL image or a file path), best first."""
+        opts = SearchOptions(k=k, target=target, mode=Mode(mode), **options)
+        return self.query_image(image, opts, max_pixels=max_pixels).hits
+
+    def search_vectors(self, vectors: np.ndarray, *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
+        _check_k(k)
+        return self.index.search(vectors, k=k, target=target)
+
+    # -- full responses ---------------------------------------------------------------------------
+    def query_texts(self, queries: Sequence[str], options: SearchOptions = SearchOptions()) -> list[SearchResponse]:
         cleaned = []
         for q in queries:
             if not isinstance(q, str) or not q.strip():
                 raise InputError("query is empty: give some text, or search by image with --image PATH")
             cleaned.append(q.strip()[:MAX_QUERY_CHARS])
-        _check_k(k)
-        return self.index.search(self.encoder.encode_texts(cleaned), k=k, target=target)
+        _check_k(options.k)
+        self._check_mode(options.mode)
+        known = None
+        if options.mode is not Mode.DENSE and hasattr(self.sparse, "known_terms"):
+            known = self.sparse.known_terms(cleaned)
+        return self._answer(self.encoder.encode_texts(cleaned), "text", options, known)
 
-    def search_image(self, image: Image.Image | str | os.PathLike[str], *, k: int = 10,
-                     target: Target = Target.IMAGES, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Hit]:
-        """Hits for one query image (a PIL image or a file path), best first."""
-        _check_k(k)
+    def query_image(self, image: Image.Image | str | os.PathLike[str], options: SearchOptions = SearchOptions(), *,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> SearchResponse:
+        _check_k(options.k)
+        self._check_mode(options.mode)
         if not isinstance(image, Image.Image):
             if not Path(image).is_file():
                 raise InputError(f"{image}: no such image file")
             image = load_image(image, draft_size=self.encoder.draft_size, max_pixels=max_pixels)
-        return self.search_vectors(self.encoder.encode_images([image]), k=k, target=target)[0]
+        return self._answer(self.encoder.encode_images([image]), "image", options)[0]
 
-    def search_vectors(self, vectors: np.ndarray, *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
-        _check_k(k)
-        return self.index.search(vectors, k=k, target=target)
+    def _check_mode(self, mode: Mode) -> None:
+        if mode is not Mode.DENSE and self.sparse is None:
+            raise InputError(f"{self.index.root} has no sparse vectors, so --mode {mode.value} cannot run; "
+                             "rebuild it with itr index ... --repr both --rebuild")
+        if mode is not Mode.SPARSE:
+            self.index._require("dense")
+
+    def _answer(self, dense: Embeddings, modality: str, o: SearchOptions,
+                known: np.ndarray | None = None) -> list[SearchResponse]:
+        if o.mode is Mode.DENSE:
+            cands_all = self.index.dense_candidates(dense, k=o.k, target=o.target)
+            if not (o.explain and self.sparse is not None):
+                return [SearchResponse([self.index.hit(c, o.target) for c in cands], Mode.DENSE) for cands in cands_all]
+            q = self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms)
+            return [SearchResponse(self._explain([self.index.hit(c, o.target) for c in cands], cands, q[i], o.target),
+                                   Mode.DENSE, None, self._terms(q[i])) for i, cands in enumerate(cands_all)]
+        q = self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms)
+        out = []
+        for i in range(len(dense)):
+            row = q[i]
+            terms = self._terms(row)
+            if row.nnz == 0 or (known is not None and known[i] == 0):
+                terms = []
+                if o.mode is Mode.SPARSE:
+                    out.append(SearchResponse([], Mode.SPARSE, "the query has no term in the sparse vocabulary, "
+                                                               "so sparse search finds nothing; try --mode dense"))
+                else:
+                    hits = self.index.search(dense[i : i + 1], k=o.k, target=o.target)[0]
+                    out.append(SearchResponse(hits, Mode.DENSE, "no vocabulary term in the query: hybrid fell back "
+                                                                "to dense search"))
+                continue
+            cands = self._fuse(dense[i : i + 1], row, o)
+            hits = [self.index.hit(c, o.target) for c in cands]
+            if o.explain:
+                hits = self._explain(hits, cands, row, o.target)
+            out.append(SearchResponse(hits, o.mode, None, terms))
+        return out
+
+    def _terms(self, row: Any) -> list[tuple[str, float]]:
+        """A query's sparse terms, largest weight first."""
+        pairs = sorted(zip(row.indices.tolist(), row.data.tolist(), strict=True), key=lambda x: -x[1])
+        return [(self.sparse.vocab[t].removeprefix("##"), round(float(w), 4)) for t, w in pairs]
+
+    def _fuse(self, dense: Embeddings, q: Any, o: SearchOptions) -> list[Candidate]:
+        depth = max(o.k, o.candidates)
+        if o.mode is Mode.SPARSE:
+            return self.index.sparse_candidates(q, k=o.k, target=o.target, max_postings=o.max_postings)[0]
+        sparse = self.index.sparse_candidates(q, k=depth, target=o.target, max_postings=o.max_postings)[0]
+        if o.fusion is Fusion.RESCORE:
+            scores = self.index.dense_rows(sparse, o.target) @ dense[0]
+            rescored = [(float(s), si, row) for s, (_, si, row) in zip(scores, sparse, strict=True)]
+            return sorted(rescored, key=lambda c: (-c[0], c[1], c[2]))[: o.k]
+        dense_c = self.index.dense_candidates(dense, k=depth, target=o.target)[0]
+        return fuse(dense_c, sparse, o.fusion, alpha=o.alpha)[: o.k]
+
+    def _explain(self, hits: list[Hit], cands: list[Candidate], q: Any, target: Target) -> list[Hit]:
+        """Attach to each hit the query terms it matched and their contributions to its sparse score."""
+        from .sparse.encoder import explain_terms
+
+        out = []
+        for hit, (_, si, row) in zip(hits, cands, strict=True):
+            sparse = self.index.segments[si].side(target)[2]
+            assert sparse is not None
+            stored = sparse.term_weights(q.indices, np.array([row]))[:, 0]
+            out.append(replace(hit, terms=explain_terms(self.sparse.vocab, q.indices, q.data, stored)))
+        return out
+
+
+def fuse(dense: list[Candidate], sparse: list[Candidate], fusion: Fusion, *, alpha: float = 0.5) -> list[Candidate]:
+    """Merge two ranked candidate lists (score, segment, row); the fused score replaces the score.
+
+    ``rrf``: sum of 1 / (60 + rank) over the lists a candidate is in (Cormack et al. 2009; scale-free).
+    ``weighted``: alpha * dense + (1 - alpha) * sparse after min-max normalising each list (a
+    candidate missing from a list gets 0 there).
+    """
+    fused: dict[tuple[int, int], float] = {}
+    if fusion is Fusion.RRF:
+        for lst in (dense, sparse):
+            for rank, (_, si, row) in enumerate(lst, 1):
+                fused[(si, row)] = fused.get((si, row), 0.0) + 1.0 / (RRF_K + rank)
+    elif fusion is Fusion.WEIGHTED:
+        for lst, weight in ((dense, alpha), (sparse, 1.0 - alpha)):
+            if not lst:
+                continue
+            hi, lo = lst[0][0], lst[-1][0]
+            for s, si, row in lst:
+                norm = (s - lo) / (hi - lo) if hi > lo else 1.0
+                fused[(si, row)] = fused.get((si, row), 0.0) + weight * norm
+    else:
+        raise InputError(f"fusion '{fusion}' merges no lists; use rrf or weighted")
+    return sorted(((s, si, row) for (si, row), s in fused.items()), key=lambda c: (-c[0], c[1], c[2]))
 
 
 def _check_k(k: int) -> None:
@@ -72,7 +242,12 @@ def _check_k(k: int) -> None:
 
 
 def open_searcher(index: str | os.PathLike[str], model: str | None = None) -> Searcher:
-    """Open an index and load the encoder it was built with (or ``model``, which must match)."""
+    """Open an index and load the encoders it was built with (``model``, if given, must match)."""
     idx = DenseIndex.open(index)
-    spec = model or idx.encoder_info["spec"]
-    return Searcher(load_encoder(spec), idx)
+    encoder = load_encoder(model or idx.encoder_info["spec"])
+    sparse = None
+    if idx.sparse_info is not None:
+        from .sparse.encoder import load_sparse_encoder
+
+        sparse = load_sparse_encoder(idx.sparse_info["spec"], encoder)
+    return Searcher(encoder, idx, sparse)

@@ -81,3 +81,37 @@ def solid_image(path: str | Path, color: str | tuple[int, int, int], size: tuple
 def random_unit_vectors(n: int, dim: int, seed: int = 0) -> Embeddings:
     rng = np.random.default_rng(seed)
     return l2_normalize(rng.standard_normal((n, dim)).astype(np.float32))
+
+
+class DimensionSparseEncoder:
+    """SparseEncoder protocol implementation over a dense test encoder: term ``d<i>`` weighs
+    ``max(0, dense[i])``. Sparse search then ranks like dense search restricted to positive parts,
+    which makes the index, hybrid and explanation logic checkable without a trained head."""
+
+    spec = "test:dims"
+    doc_terms = 8
+    query_terms = 8
+
+    def __init__(self, dim: int, fingerprint: str = "dims-1") -> None:
+        self.vocab = [f"d{i}" for i in range(dim)]
+        self.fingerprint = fingerprint
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def scale(self) -> float:
+        return 1.0 / 255.0
+
+    def encode(self, dense: np.ndarray, modality: str, *, max_terms: int | None = None) -> Any:
+        from scipy import sparse as sp
+
+        from .sparse.index import prune_rows
+
+        m = sp.csr_matrix(np.maximum(np.atleast_2d(dense), 0.0).astype(np.float32))
+        return prune_rows(m, max_terms) if max_terms else m
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
+                "doc_terms": self.doc_terms, "query_terms": self.query_terms, "scale": self.scale}

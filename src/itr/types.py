@@ -33,6 +33,8 @@ class Hit:
         item_id: Id of the item the hit belongs to (same as ``id`` for image hits).
         caption: For image hits, the item's first caption, if it has one.
         meta: The item's metadata from the source.
+        terms: With sparse/hybrid search and explain: the vocabulary terms query and hit share, with
+            their contribution to the sparse score, largest first.
     """
 
     id: str
@@ -43,6 +45,7 @@ class Hit:
     text: str | None = None
     caption: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    terms: list[tuple[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "score": round(self.score, 6), "kind": self.kind}
@@ -55,4 +58,6 @@ class Hit:
         out["item_id"] = self.item_id
         if self.meta:
             out["meta"] = self.meta
+        if self.terms is not None:
+            out["terms"] = {t: w for t, w in self.terms}
         return out

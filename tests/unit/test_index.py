@@ -31,7 +31,7 @@ def test_round_trip_and_search_both_directions(color_jsonl: Path, tmp_path: Path
     report = _build(color_jsonl, out, color_encoder)
     assert report.counts == {"items": 3, "images": 3, "texts": 4} and report.added == 3 and not report.failed
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and manifest["encoder"]["fingerprint"] == color_encoder.fingerprint
+    assert manifest["format_version"] == 2 and manifest["encoder"]["fingerprint"] == color_encoder.fingerprint
     # arrays load without pickle
     for npy in out.rglob("*.npy"):
         assert np.load(npy, allow_pickle=False).dtype == np.float32

@@ -50,7 +50,7 @@ def test_save_open_memory_mapped_and_sizes(tmp_path: Path) -> None:
     index = SparseIndex.build(docs, VOCAB, max_terms=16)
     index.save(tmp_path / "sp")
     opened = SparseIndex.open(tmp_path / "sp")
-    assert isinstance(opened.docs, np.memmap) and opened.max_terms == 16
+    assert isinstance(opened.data, np.memmap) and opened.max_terms == 16
     assert opened.nbytes() == index.nbytes() < docs.shape[0] * 384 * 4  # far below a 384-d float32 matrix
     q = random_sparse(5, 6, 9)
     np.testing.assert_array_equal(opened.search(q, 5)[0], index.search(q, 5)[0])

@@ -31,6 +31,8 @@ def index(
     model: Annotated[str, typer.Option("--model", "-m", help="Encoder: builtin, hf:ORG/NAME, local:PATH.")] = "builtin",
     on_error: Annotated[str, typer.Option(help="Bad items: 'skip' (report at the end) or 'stop'.")] = "skip",
     rebuild: Annotated[bool, typer.Option(help="Discard the existing index contents (needed to change model).")] = False,
+    repr_: Annotated[str, typer.Option("--repr", help="What to store: dense (vectors), sparse (lexicon terms in an inverted index: small, fast) or both (adds hybrid search).")] = "dense",
+    sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse vectors: builtin (default for the built-in model) or local:DIR.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Commit every N items (an interruption loses at most N).")] = 1024,
     batch_size: Annotated[int, typer.Option(help="Images per encoding step.")] = 32,
     workers: Annotated[int | None, typer.Option(help="Image decoding threads (default: CPUs, at most 4).")] = None,
@@ -42,15 +44,22 @@ def index(
     from ..collection import OnError, scan_source
     from ..encoders import load_encoder
     from ..index.build import BuildOptions, build_index
+    from ..index.manifest import representations
 
     with _errors():
         policy = _choice(OnError, on_error, "--on-error")
         scan = scan_source(source, on_error=policy)
+        reprs = representations(repr_)
         encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
+        sparse = None
+        if "sparse" in reprs:
+            from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
+
+            sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
         options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
-                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild)
+                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_)
         with _progress("encoding", not (quiet or json_out)) as progress:
-            report = build_index(scan, encoder, out_dir, options, progress=progress)
+            report = build_index(scan, encoder, out_dir, options, progress=progress, sparse=sparse)
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
         return
@@ -84,32 +93,51 @@ def search(
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     target: Annotated[str, typer.Option(help="What to search: 'images' or 'texts'.")] = "images",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder (default: the index's own).")] = None,
+    mode: Annotated[str, typer.Option(help="dense, sparse (inverted index; needs --repr sparse|both) or hybrid (needs both).")] = "dense",
+    fusion: Annotated[str, typer.Option(help="Hybrid: rescore (sparse candidates, dense scores), rrf or weighted.")] = "rescore",
+    candidates: Annotated[int, typer.Option(help="Hybrid: sparse candidates to re-score / list depth to fuse.")] = 200,
+    max_postings: Annotated[int | None, typer.Option(help="Sparse: approximate, stop after N postings (default: exact).")] = None,
+    explain: Annotated[bool, typer.Option(help="Sparse/hybrid: show the terms each result matched.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index by text or by image, for images or for texts."""
-    from ..search import open_searcher
+    from ..search import Fusion, Mode, SearchOptions, open_searcher
     from ..types import Target
 
     with _errors():
         tgt = _choice(Target, target, "--target")
+        options = SearchOptions(k=k, target=tgt, mode=_choice(Mode, mode, "--mode"),
+                                fusion=_choice(Fusion, fusion, "--fusion"), candidates=candidates,
+                                max_postings=max_postings, explain=explain)
         if image is not None and query is not None:
             _fail("give a text query or --image, not both")
         if image is None and (query is None or not query.strip()):
             _fail("query is empty: give some text, or search by image with --image PATH")
         searcher = _with_spinner("loading model", lambda: open_searcher(index_dir, model), json_out)
         if image is not None:
-            hits = searcher.search_image(image, k=k, target=tgt)
+            response = searcher.query_image(image, options)
             shown = f"image {display_path(image)}"
         else:
             assert query is not None
-            hits = searcher.search_text(query, k=k, target=tgt)
+            response = searcher.query_texts([query], options)[0]
             shown = query
+    hits = response.hits
     if json_out:
-        payload = {"query": shown if image is None else {"image": display_path(image)},
-                   "target": tgt.value, "results": [h.to_dict() for h in hits]}
+        payload: dict[str, Any] = {"query": shown if image is None else {"image": display_path(image)},
+                                   "target": tgt.value, "mode": response.mode.value}
+        if response.note:
+            payload["note"] = response.note
+        if response.query_terms:
+            payload["query_terms"] = dict(response.query_terms)
+        payload["results"] = [h.to_dict() for h in hits]
         sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
         return
-    table = Table(title=f"{tgt.value} for: {shown}", title_justify="left")
+    if response.note:
+        err.print(f"[yellow]note:[/] {response.note}")
+    if explain and response.query_terms:
+        err.print("query terms: " + ", ".join(f"{t} {w:.2f}" for t, w in response.query_terms), markup=False)
+    table = Table(title=f"{tgt.value} for: {shown}" + ("" if response.mode.value == "dense" else f" ({response.mode.value})"),
+                  title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("id", overflow="fold")
@@ -118,12 +146,15 @@ def search(
         table.add_column("path", overflow="fold")
     else:
         table.add_column("text", overflow="fold")
+    if explain:
+        table.add_column("matched terms", overflow="fold")
     for rank, h in enumerate(hits, 1):
+        terms = [", ".join(f"{t} {w:.2f}" for t, w in h.terms or [])] if explain else []
         if h.kind == "image":
             table.add_row(str(rank), f"{h.score:.3f}", display_path(h.item_id), h.caption or "",
-                          _short_path(h.path or ""))
+                          _short_path(h.path or ""), *terms)
         else:
-            table.add_row(str(rank), f"{h.score:.3f}", h.id, h.text or "")
+            table.add_row(str(rank), f"{h.score:.3f}", h.id, h.text or "", *terms)
     out.print(table)
 
 
@@ -149,7 +180,8 @@ def info(
         summary = {
             "index": str(index_dir), "format": m["format"], "format_version": m["format_version"],
             "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
-            "counts": m["counts"], "segments": len(m["segments"]), "complete": m["complete"],
+            "counts": m["counts"], "representations": m["representations"],
+            "sparse_model": (m.get("sparse") or {}).get("spec"), "segments": len(m["segments"]), "complete": m["complete"],
             "source": m.get("source"), "updated_at": m.get("updated_at"), "bytes": idx.nbytes(),
         }
     if json_out:
@@ -175,7 +207,8 @@ def eval_(
     datasets: Annotated[list[str], typer.Argument(
         metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart.")],
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
-    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64).")] = None,
+    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64), sparse[@max_postings=N], hybrid[:rescore|rrf|weighted][@candidates=N].")] = None,
+    sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse/hybrid kinds (default: the model's shipped one).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default: test for karpathy and built-in sets).")] = None,
     images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images that exist/decode when some do not.")] = False,
@@ -205,6 +238,7 @@ def eval_(
         write_json,
         write_markdown,
     )
+    from ..eval.galleries import needs_sparse
     from ..eval.runner import check_index_kind
 
     models = models or ["builtin"]
@@ -229,9 +263,15 @@ def eval_(
                 loaded.append(load_eval_dataset(spec, load, progress=progress))
         for model in models:
             encoder = _with_spinner(f"loading model {model}", lambda m=model: load_encoder(m), quiet)
+            sparse = None
+            if sparse_model is not None and any(needs_sparse(k) for k in indexes):
+                from ..sparse.encoder import load_sparse_encoder
+
+                sparse = load_sparse_encoder(sparse_model, encoder)
             for ds in loaded:
                 with _progress(f"{model} on {ds.name}", not quiet) as progress:
-                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress))
+                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress,
+                                            sparse=sparse))
         if json_path is not None and not to_stdout:
             write_json(reports, json_path)
         if md_path is not None:

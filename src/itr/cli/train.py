@@ -51,6 +51,47 @@ def projector(
     out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)
 
 
+@train_app.command("lexicon")
+def lexicon(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the head (use as --sparse-model local:DIR).")],
+    data: Annotated[list[str] | None, typer.Option(
+        "--data", "-d", help="Training data spec, repeatable (train split; val split picks the best epoch).")] = None,
+    dense_model: Annotated[str, typer.Option("--dense-model", help="The built-in projector model whose embeddings the head reads.")] = "builtin",
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 30,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 3e-3,
+    flops_image: Annotated[float, typer.Option(help="FLOPS sparsity weight, image side.")] = 3e-3,
+    flops_text: Annotated[float, typer.Option(help="FLOPS sparsity weight, text side.")] = 1e-2,
+    distill: Annotated[float, typer.Option(help="Weight of distilling the dense model's scores (0: off).")] = 1.0,
+    doc_terms: Annotated[int, typer.Option(help="Terms kept per indexed image/caption (top-k pruning).")] = 24,
+    query_terms: Annotated[int, typer.Option(help="Terms kept per query.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Train a sparse lexicon head (LexLIP-style) on the built-in model (defaults reproduce the shipped one)."""
+    from ..sparse.head import LexiconConfig
+    from ..train.lexicon import LexiconTrainConfig, train_lexicon
+
+    defaults = LexiconTrainConfig()
+    config = LexiconTrainConfig(
+        data=tuple(data) if data else defaults.data, dense_model=dense_model, epochs=epochs, lr=lr,
+        flops_image=flops_image, flops_text=flops_text, distill=distill, seed=seed,
+        lexicon=LexiconConfig(doc_terms=doc_terms, query_terms=query_terms))
+    with errors(), progress_bar("features", not (quiet or json_out)) as progress:
+        metrics = train_lexicon(config, out_dir, progress=progress,
+                                log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
+    if json_out:
+        out.print_json(json.dumps(metrics))
+        return
+    out.print(f"lexicon head written to {out_dir} (best epoch {metrics['best_epoch']}, {metrics['n_terms']} terms)",
+              markup=False)
+    for name in ("val", "test"):
+        for r in metrics[name]:
+            out.print(f"  {name:>4} {r['dataset']}: sparse RSUM {r['rsum']:.1f}, terms per image "
+                      f"{r['image_nnz']:.1f}, per query {r['text_nnz']:.1f}", markup=False)
+    out.print(f"use it: itr index SOURCE --out INDEX --repr both --sparse-model local:{out_dir}", markup=False)
+
+
 @train_app.command("finetune")
 def finetune_cmd(
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint to fine-tune: hf:ORG/NAME or local:PATH.")],

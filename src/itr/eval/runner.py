@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
 from . import metrics
 from .datasets import CaptionTable, EvalDataset
-from .galleries import Gallery, check_index_kind, make_gallery
+from .galleries import Gallery, check_index_kind, make_gallery, needs_sparse
 
 CURVE_MAX_K = 50
 
@@ -177,10 +177,10 @@ def machine() -> dict[str, Any]:
 
 
 def _rank_gallery(kind: str, images: Gallery, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
-                  options: EvalOptions) -> tuple[DirectionRanks, int]:
+                  options: EvalOptions, sparse: Any = None) -> tuple[DirectionRanks, int]:
     """Ranks for one language and the bytes of its text gallery. Exact kinds rank everything;
     others are read off their top results (the image gallery is built once, by the caller)."""
-    texts = make_gallery(kind, text_emb)
+    texts = make_gallery(kind, text_emb, modality="text", sparse=sparse)
     if images.exact:
         return rank_both(image_emb, text_emb, text_image, options.tie), texts.nbytes()
     t2i_ids = images.search(text_emb, options.rank_depth)
@@ -195,12 +195,15 @@ def _curves(ranks: Sequence[DirectionRanks]) -> dict[str, list[float]]:
 
 
 def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
-                     options: EvalOptions | None = None) -> dict[str, Any]:
-    """The report of one (dataset, model, index kind): quality, speed, size and provenance."""
+                     options: EvalOptions | None = None, sparse: Any = None) -> dict[str, Any]:
+    """The report of one (dataset, model, index kind): quality, speed, size and provenance.
+
+    ``sparse``: the lexicon encoder paired with the model (for ``sparse`` and ``hybrid`` kinds).
+    """
     options = options or EvalOptions()
     ds = encoded.dataset
     table = ds.texts()
-    gallery = make_gallery(index_kind, encoded.image_emb)
+    gallery = make_gallery(index_kind, encoded.image_emb, modality="image", sparse=sparse)
 
     per_lang: dict[str, dict[str, Any]] = {}
     ranks_by_lang: dict[str, DirectionRanks] = {}
@@ -208,7 +211,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
     for lang in ds.languages:
         sel = table.lang == lang
         r, nbytes = _rank_gallery(index_kind, gallery, encoded.image_emb, encoded.text_emb[sel], table.image[sel],
-                                  options)
+                                  options, sparse)
         text_bytes += nbytes
         ranks_by_lang[lang] = r
         per_lang[lang] = retrieval_metrics(r.i2t, r.t2i)
@@ -262,10 +265,20 @@ def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable)
 
 
 def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[str] = ("exact",),
-             options: EvalOptions | None = None, progress: ProgressFn | None = None) -> list[dict[str, Any]]:
-    """Encode ``dataset`` once with ``encoder`` and report each index kind."""
+             options: EvalOptions | None = None, progress: ProgressFn | None = None,
+             sparse: Any = None) -> list[dict[str, Any]]:
+    """Encode ``dataset`` once with ``encoder`` and report each index kind (``sparse``: the lexicon
+    encoder for sparse/hybrid kinds; default: the one shipped for the model)."""
     options = options or EvalOptions()
     for kind in index_kinds:
         check_index_kind(kind)  # before minutes of encoding
+    if sparse is None and any(needs_sparse(k) for k in index_kinds):
+        from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
+
+        sparse = load_sparse_encoder(default_sparse_spec(encoder), encoder)
     encoded = encode_dataset(dataset, encoder, options, progress=progress)
-    return [evaluate_encoded(encoded, index_kind=kind, options=options) for kind in index_kinds]
+    reports = [evaluate_encoded(encoded, index_kind=kind, options=options, sparse=sparse) for kind in index_kinds]
+    for r, kind in zip(reports, index_kinds, strict=True):
+        if needs_sparse(kind) and sparse is not None:
+            r["sparse_model"] = sparse.spec
+    return reports

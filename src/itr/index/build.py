@@ -21,6 +21,8 @@ from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
 from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
+from ..sparse.encoder import SparseEncoder
+from .manifest import representations
 from .writer import IndexWriter
 
 COMPACT_MAX_SEGMENTS = 8
@@ -39,6 +41,9 @@ class BuildOptions:
         on_error: SKIP records bad items and goes on; STOP raises at the first one (nothing of the
             current checkpoint is committed, earlier checkpoints stay).
         rebuild: discard the existing index contents (required to change the model of an index).
+        representation: ``dense`` (float32 vectors, exact search), ``sparse`` (lexicon terms in an
+            inverted index only: small and fast, no dense search) or ``both`` (sparse and hybrid
+            search with dense re-scoring).
     """
 
     checkpoint_every: int = 1024
@@ -47,6 +52,7 @@ class BuildOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     on_error: OnError = OnError.SKIP
     rebuild: bool = False
+    representation: str = "dense"
 
 
 @dataclass(slots=True)
@@ -82,8 +88,10 @@ def build_index(
     out: str | os.PathLike[str],
     options: BuildOptions = BuildOptions(),
     progress: ProgressFn | None = None,
+    sparse: SparseEncoder | None = None,
 ) -> BuildReport:
-    """Create or update the index at ``out`` from ``scan`` with ``encoder``.
+    """Create or update the index at ``out`` from ``scan`` with ``encoder`` (and ``sparse``, the
+    lexicon encoder paired with it, when the representation includes sparse vectors).
 
     Raises:
         IncompatibleIndexError: ``out`` was built with another model (and ``rebuild`` is off);
@@ -91,11 +99,15 @@ def build_index(
         InputError: with ``on_error=STOP``, the first bad item.
     """
     start = time.perf_counter()
+    reprs = representations(options.representation)
+    if "sparse" in reprs and sparse is None:
+        raise InputError(f"--repr {options.representation} needs a sparse encoder")
     root = Path(out)
     report = BuildReport(index=str(root), failed=list(scan.problems))
     if scan.problems and options.on_error is OnError.STOP:
         raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
-    with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild) as writer:
+    with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
+                     sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None) as writer:
         live = writer.live_items()
         wanted = {it.id for it in scan.items}
         todo: list[SourceItem] = []
@@ -116,7 +128,7 @@ def build_index(
         if progress:
             progress(0, total)
         for chunk in batched(todo, max(1, options.checkpoint_every)):
-            _encode_chunk(list(chunk), encoder, writer, live, options, report)
+            _encode_chunk(list(chunk), encoder, writer, live, options, report, sparse if "sparse" in reprs else None)
             done += len(chunk)
             writer.commit(complete=done >= total)
             if progress:
@@ -131,7 +143,8 @@ def build_index(
 
 
 def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter,
-                  live: dict[str, tuple[str, str]], options: BuildOptions, report: BuildReport) -> None:
+                  live: dict[str, tuple[str, str]], options: BuildOptions, report: BuildReport,
+                  sparse: SparseEncoder | None) -> None:
     """Encode one checkpoint's items and stage them as a segment (plus deletion of old versions)."""
     with_image = [it for it in chunk if it.image is not None]
     ok_vectors: dict[str, np.ndarray] = {}
@@ -168,4 +181,10 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
     report.texts_encoded += len(texts)
     if items:
         image_matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-        writer.add_segment(items, image_matrix, texts, text_vectors)
+        sp_images = sp_texts = None
+        if sparse is not None:
+            sp_images = sparse.encode(image_matrix, "image", max_terms=sparse.doc_terms)
+            sp_texts = sparse.encode(text_vectors, "text", max_terms=sparse.doc_terms)
+        if "dense" not in writer.manifest["representations"]:  # --repr sparse: no dense vectors kept
+            image_matrix, text_vectors = image_matrix[:, :0].copy(), text_vectors[:, :0].copy()
+        writer.add_segment(items, image_matrix, texts, text_vectors, sp_images, sp_texts)

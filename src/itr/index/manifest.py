@@ -1,11 +1,13 @@
 """The index manifest: what an index folder holds, under a format version.
 
-Layout of an index folder (format_version 1)::
+Layout of an index folder (format_version 2; version 1 is read as a dense-only version 2)::
 
     manifest.json                 this file; replaced atomically on every commit
     segments/seg-000001/          one folder per committed batch of items, never modified
         images.npy                (n_images, dim) float32, L2-normalised, rows in items.jsonl order
+                                  (dim 0 when the index keeps no dense vectors: --repr sparse)
         texts.npy                 (n_texts, dim) float32
+        images-sparse/, texts-sparse/   inverted indexes of the same rows (--repr sparse|both)
         items.jsonl               {"id", "image", "row", "signature", "meta", "captions"} per item
         texts.jsonl               {"id": "<item id>#<n>", "item", "text"} per caption
     tombstones-000007.json        {segment name: [deleted item ids]} (the file the manifest names)
@@ -24,7 +26,9 @@ from .._utils import display_path
 from ..errors import IncompatibleIndexError, InputError
 
 FORMAT = "itr-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+REPRESENTATIONS = ("dense", "sparse", "both")
 MANIFEST = "manifest.json"
 SEGMENTS_DIR = "segments"
 
@@ -48,20 +52,32 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise IncompatibleIndexError(f"{display_path(path)}: not an ITR index manifest")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = isinstance(version, int) and version > FORMAT_VERSION
         hint = "upgrade ITR to read it" if newer else "rebuild it with: itr index SOURCE --out INDEX --rebuild"
         raise IncompatibleIndexError(
             f"{display_path(root)}: index format version {version}, this ITR reads version {FORMAT_VERSION}; {hint}"
         )
+    manifest.setdefault("representations", ["dense"])
+    manifest.setdefault("sparse", None)
     return manifest
 
 
-def new_manifest(encoder: dict[str, Any], source: str | None) -> dict[str, Any]:
+def representations(repr_: str) -> list[str]:
+    """``--repr`` value -> the stored representations."""
+    if repr_ not in REPRESENTATIONS:
+        raise InputError(f"--repr must be one of: {', '.join(REPRESENTATIONS)} (got '{repr_}')")
+    return ["dense", "sparse"] if repr_ == "both" else [repr_]
+
+
+def new_manifest(encoder: dict[str, Any], source: str | None, reprs: list[str] | None = None,
+                 sparse: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "encoder": encoder,
+        "representations": list(reprs or ["dense"]),
+        "sparse": sparse,
         "dim": encoder["dim"],
         "source": source,
         "complete": True,

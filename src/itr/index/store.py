@@ -13,8 +13,14 @@ import numpy as np
 
 from .._utils import display_path, read_jsonl
 from ..errors import IncompatibleIndexError, InputError
+from ..sparse.index import SparseIndex
 from ..types import Embeddings, Hit, Target
 from .manifest import SEGMENTS_DIR, read_manifest
+
+IMAGES_SPARSE = "images-sparse"
+TEXTS_SPARSE = "texts-sparse"
+Candidate = tuple[float, int, int]
+"""(score, segment position, row): a result before it becomes a Hit."""
 
 
 @dataclass(slots=True)
@@ -32,9 +38,17 @@ class Segment:
     meta_by_id: dict[str, dict[str, Any]]
     first_caption: dict[str, str]
     deleted: set[str]
+    image_sparse: SparseIndex | None = None
+    text_sparse: SparseIndex | None = None
+
+    def side(self, target: Target) -> tuple[np.ndarray, np.ndarray, SparseIndex | None]:
+        """(dense vectors, live mask, sparse index) of the images or the captions."""
+        if target is Target.IMAGES:
+            return self.images, self.image_live, self.image_sparse
+        return self.texts, self.text_live, self.text_sparse
 
 
-def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
+def _load_segment(root: Path, name: str, deleted: set[str], sparse: bool = False) -> Segment:
     folder = root / SEGMENTS_DIR / name
     images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
     texts = np.load(folder / "texts.npy", mmap_mode="r", allow_pickle=False)
@@ -47,8 +61,14 @@ def _load_segment(root: Path, name: str, deleted: set[str]) -> Segment:
     first_caption: dict[str, str] = {}
     for t in text_rows:
         first_caption.setdefault(t["item"], t["text"])
-    return Segment(name, images, texts, items, image_items, text_rows, image_live, text_live, meta_by_id,
-                   first_caption, deleted)
+    seg = Segment(name, images, texts, items, image_items, text_rows, image_live, text_live, meta_by_id,
+                  first_caption, deleted)
+    if sparse:
+        seg.image_sparse = SparseIndex.open(folder / IMAGES_SPARSE)
+        seg.text_sparse = SparseIndex.open(folder / TEXTS_SPARSE)
+        if seg.image_sparse.n_docs != len(image_items) or seg.text_sparse.n_docs != len(text_rows):
+            raise IncompatibleIndexError(f"{display_path(folder)}: sparse rows do not match the segment; rebuild the index")
+    return seg
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -80,12 +100,22 @@ class DenseIndex:
         root = Path(path)
         manifest = read_manifest(root)
         tomb = read_tombstones(root, manifest)
-        segments = [_load_segment(root, s["name"], set(tomb.get(s["name"], ()))) for s in manifest["segments"]]
+        sparse = "sparse" in manifest["representations"]
+        segments = [_load_segment(root, s["name"], set(tomb.get(s["name"], ())), sparse) for s in manifest["segments"]]
         return cls(root, manifest, segments)
 
     @property
     def encoder_info(self) -> dict[str, Any]:
         return dict(self.manifest["encoder"])
+
+    @property
+    def representations(self) -> list[str]:
+        return list(self.manifest["representations"])
+
+    @property
+    def sparse_info(self) -> dict[str, Any] | None:
+        """What the manifest records of the sparse encoder (spec, fingerprint, vocab_size, ...)."""
+        return self.manifest.get("sparse")
 
     @property
     def dim(self) -> int:
@@ -114,15 +144,27 @@ class DenseIndex:
 
     def search(self, queries: Embeddings, *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
         """Top-k hits per query row. ``queries`` is (n, dim) float32, L2-normalised."""
+        return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target)]
+
+    def _require(self, representation: str) -> None:
+        if representation not in self.representations:
+            have = "both" if len(self.representations) == 2 else self.representations[0]
+            other = "sparse" if representation == "dense" else "dense"
+            raise InputError(f"{display_path(self.root)} was built with --repr {have} (no {representation} vectors); "
+                             f"search it with --mode {other}, or rebuild it with itr index ... --repr both --rebuild")
+
+    def dense_candidates(self, queries: Embeddings, *, k: int, target: Target) -> list[list[Candidate]]:
+        """Exact top-k (score, segment, row) per query row, best first."""
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
+        self._require("dense")
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if q.shape[1] != self.dim:
             raise IncompatibleIndexError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
         cand_scores: list[np.ndarray] = []
         cand_refs: list[tuple[int, np.ndarray]] = []
         for si, seg in enumerate(self.segments):
-            mat, live = (seg.images, seg.image_live) if target is Target.IMAGES else (seg.texts, seg.text_live)
+            mat, live, _ = seg.side(target)
             if len(mat) == 0 or not live.any():
                 continue
             scores = q @ np.asarray(mat).T
@@ -130,15 +172,43 @@ class DenseIndex:
             top = top_k_indices(scores, min(k, int(live.sum())))
             cand_scores.append(np.take_along_axis(scores, top, axis=1))
             cand_refs.append((si, top))
-        results: list[list[Hit]] = []
+        results: list[list[Candidate]] = []
         for qi in range(len(q)):
             merged = [(float(s), si, int(row)) for (si, rows), sc in zip(cand_refs, cand_scores, strict=True)
                       for s, row in zip(sc[qi], rows[qi], strict=True)]
-            merged.sort(key=lambda t: (-t[0], t[1], t[2]))  # score, then segment/row order: deterministic
-            results.append([self._hit(si, row, score, target) for score, si, row in merged[:k]])
+            results.append(sorted(merged, key=_order)[:k])
         return results
 
-    def _hit(self, si: int, row: int, score: float, target: Target) -> Hit:
+    def sparse_candidates(self, queries: Any, *, k: int, target: Target,
+                          max_postings: int | None = None) -> list[list[Candidate]]:
+        """Top-k (score, segment, row) per row of a sparse query matrix; only documents sharing a
+        term with the query are returned. ``max_postings``: approximate search budget per segment."""
+        if k < 1:
+            raise InputError(f"k must be at least 1 (got {k})")
+        self._require("sparse")
+        per_seg = []
+        for si, seg in enumerate(self.segments):
+            _, live, sparse = seg.side(target)
+            if sparse is None or not live.any():
+                continue
+            ids, scores = sparse.search(queries, k, live=live, max_postings=max_postings)
+            per_seg.append((si, ids, scores))
+        results: list[list[Candidate]] = []
+        for qi in range(queries.shape[0]):
+            merged = [(float(sc[qi, j]), si, int(ids[qi, j])) for si, ids, sc in per_seg
+                      for j in range(ids.shape[1]) if ids[qi, j] >= 0]
+            results.append(sorted(merged, key=_order)[:k])
+        return results
+
+    def dense_rows(self, candidates: list[Candidate], target: Target) -> np.ndarray:
+        """The dense vectors of some candidates (for re-scoring sparse results), read from the memory map."""
+        self._require("dense")
+        if not candidates:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([np.asarray(self.segments[si].side(target)[0][row]) for _, si, row in candidates])
+
+    def hit(self, candidate: Candidate, target: Target) -> Hit:
+        score, si, row = candidate
         seg = self.segments[si]
         if target is Target.IMAGES:
             it = seg.image_items[row]
@@ -156,6 +226,11 @@ class DenseIndex:
     def nbytes(self) -> int:
         """Bytes the index occupies on disk."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+
+
+def _order(c: Candidate) -> tuple[float, int, int]:
+    """Score, then segment/row order: deterministic."""
+    return (-c[0], c[1], c[2])
 
 
 def read_tombstones(root: Path, manifest: dict[str, Any]) -> dict[str, list[str]]:

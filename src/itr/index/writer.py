@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from ..sparse.index import SparseIndex
 from .._utils import atomic_write_json, display_path, read_jsonl, save_npy, write_jsonl
 from ..errors import IncompatibleIndexError, IndexLockedError, InputError
-from .manifest import MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
-from .store import read_tombstones
+from .manifest import FORMAT_VERSION, MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
+from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 
 LOCK = ".lock"
 
@@ -32,9 +33,13 @@ class IndexWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, encoder: dict[str, Any], source: str | None = None,
-                 reset: bool = False) -> None:
+                 reset: bool = False, reprs: list[str] | None = None, sparse: dict[str, Any] | None = None) -> None:
         self.root = Path(path)
         self._encoder = encoder
+        self._reprs = list(reprs or ["dense"])
+        self._sparse = sparse
+        if "sparse" in self._reprs and sparse is None:
+            raise ValueError("a sparse representation needs the sparse encoder's description")
         self._source = source
         self._reset = reset
         self._lock_fd: int | None = None
@@ -71,10 +76,20 @@ class IndexWriter:
                 f"index with '{new['spec']}' ({new['fingerprint']}) pass --rebuild, or use --model {built['spec']}"
             )
         if old is not None and not self._reset:
+            was = "both" if len(old["representations"]) == 2 else old["representations"][0]
+            now = "both" if len(self._reprs) == 2 else self._reprs[0]
+            old_sparse = (old.get("sparse") or {}).get("fingerprint")
+            if was != now or old_sparse != (self._sparse or {}).get("fingerprint"):
+                raise IncompatibleIndexError(
+                    f"{display_path(self.root)} holds --repr {was}" + (f" (sparse model {old['sparse']['spec']})" if
+                                                                     old_sparse else "")
+                    + f"; to store --repr {now}" + (f" (sparse model {self._sparse['spec']})" if self._sparse else "")
+                    + f" pass --rebuild, or index with --repr {was}")
+            old["format_version"] = FORMAT_VERSION  # a version 1 index is a valid version 2 one
             self.manifest = old
             self.tombstones = {k: set(v) for k, v in read_tombstones(self.root, old).items()}
         else:
-            self.manifest = new_manifest(self._encoder, self._source)
+            self.manifest = new_manifest(self._encoder, self._source, self._reprs, self._sparse)
             if old is not None:  # --rebuild: keep numbering going so old files are never reused
                 self.manifest["generation"] = old.get("generation", 0)
                 self.manifest["next_segment"] = old.get("next_segment", 1)
@@ -111,9 +126,18 @@ class IndexWriter:
 
     # -- changes -------------------------------------------------------------------------------------
     def add_segment(self, items: Sequence[dict[str, Any]], images: np.ndarray,
-                    texts: Sequence[dict[str, Any]], text_vectors: np.ndarray) -> str:
-        """Write a segment folder (not yet visible). ``items`` carry ``row`` (image row or None)."""
-        dim = int(self.manifest["dim"])
+                    texts: Sequence[dict[str, Any]], text_vectors: np.ndarray,
+                    sparse_images: Any = None, sparse_texts: Any = None) -> str:
+        """Write a segment folder (not yet visible). ``items`` carry ``row`` (image row or None).
+
+        Dense arrays are (n, dim), or (n, 0) when the index keeps no dense vectors; the sparse
+        matrices (CSR, one row per image / caption) are required when it keeps sparse ones.
+        """
+        reprs = self.manifest["representations"]
+        dim = int(self.manifest["dim"]) if "dense" in reprs else 0
+        if "sparse" in reprs and (sparse_images is None or sparse_texts is None
+                                  or sparse_images.shape[0] != len(images) or sparse_texts.shape[0] != len(text_vectors)):
+            raise ValueError("this index keeps sparse vectors: give one sparse row per image and per caption")
         for arr in (images, text_vectors):
             if arr.ndim != 2 or arr.shape[1] != dim or arr.dtype != np.float32:
                 raise ValueError(f"segment vectors must be float32 (n, {dim}), got {arr.dtype} {arr.shape}")
@@ -124,6 +148,10 @@ class IndexWriter:
         tmp.mkdir(parents=True)
         save_npy(tmp / "images.npy", images)
         save_npy(tmp / "texts.npy", text_vectors)
+        if "sparse" in reprs:
+            info = self.manifest["sparse"]
+            for sub, mat in ((IMAGES_SPARSE, sparse_images), (TEXTS_SPARSE, sparse_texts)):
+                SparseIndex.build(mat, int(info["vocab_size"]), scale=float(info["scale"])).save(tmp / sub)
         write_jsonl(tmp / "items.jsonl", items)
         write_jsonl(tmp / "texts.jsonl", texts)
         os.replace(tmp, self.root / SEGMENTS_DIR / name)
@@ -208,6 +236,9 @@ class IndexWriter:
         texts: list[dict[str, Any]] = []
         img_parts: list[np.ndarray] = []
         txt_parts: list[np.ndarray] = []
+        sparse = "sparse" in self.manifest["representations"]
+        sp_img: list[Any] = []
+        sp_txt: list[Any] = []
         for seg in old:
             folder = self.root / SEGMENTS_DIR / seg["name"]
             deleted = self.tombstones.get(seg["name"], set())
@@ -229,10 +260,20 @@ class IndexWriter:
             keep_t = [i for i, t in enumerate(seg_texts) if t["item"] not in deleted]
             texts.extend(seg_texts[i] for i in keep_t)
             txt_parts.append(np.asarray(vectors[keep_t]) if keep_t else np.zeros((0, vectors.shape[1]), np.float32))
-        dim = int(self.manifest["dim"])
+            if sparse:  # same quantisation scale in every segment: requantising is lossless
+                sp_img.append(SparseIndex.open(folder / IMAGES_SPARSE).dequantised()[rows])
+                sp_txt.append(SparseIndex.open(folder / TEXTS_SPARSE).dequantised()[keep_t])
+        dim = int(self.manifest["dim"]) if "dense" in self.manifest["representations"] else 0
         self.manifest["segments"] = []
         self.manifest["counts"] = {"items": 0, "images": 0, "texts": 0}
         self.tombstones = {}
         self.add_segment(items, np.concatenate(img_parts) if img_parts else np.zeros((0, dim), np.float32),
-                         texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32))
+                         texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32),
+                         _vstack(sp_img) if sparse else None, _vstack(sp_txt) if sparse else None)
         self.commit(complete=self.manifest["complete"])
+
+
+def _vstack(parts: list[Any]) -> Any:
+    from scipy import sparse as sp
+
+    return sp.vstack(parts, format="csr") if parts else None

@@ -1,20 +1,22 @@
 """An inverted index over sparse non-negative term weights (learned-sparse / lexicon retrieval).
 
 Documents are rows of a CSR matrix over a vocabulary (for ITR: MiniLM's 30,522 WordPiece terms).
-The index stores, per term, the documents that contain it (postings) with their weights quantised to
-uint8 under one global scale: 1 byte per posting plus a 4-byte document id, against 4 bytes per
-dimension per document for dense float32. Everything is in ``.npy`` files (no pickle) that
-``SparseIndex.open`` memory-maps.
+Weights are quantised to uint8 under one global scale; each term's postings are split into impact
+groups whose doc ids are var-byte gap coded (see ``kernels``), so a posting costs ~1-2 bytes against
+4 bytes per *dimension* per document for dense float32. Everything is in ``.npy`` files (no pickle)
+that ``SparseIndex.open`` memory-maps.
 
-Search here is exact term-at-a-time accumulation over the stored (quantised) weights, the reference
-that faster approximate kernels are tested against. Scores equal ``dequantised_docs @ query``.
+Search is score-at-a-time in a compiled kernel: exhaustive by default (exact over the stored
+weights: scores equal ``dequantised_docs @ query``), or anytime-approximate with ``max_postings``,
+the recall/speed knob.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +26,27 @@ from .._utils import atomic_write_bytes, require, save_npy
 from ..errors import IncompatibleIndexError, InputError
 
 SPARSE_FORMAT = "itr-sparse"
-SPARSE_VERSION = 1
+SPARSE_VERSION = 2
 MANIFEST = "sparse.json"
-_FILES = ("indptr", "docs", "weights")
+_FILES = ("term_ptr", "group_impact", "byte_ptr", "group_count", "data")
 
 
 def _scipy_sparse() -> Any:
     return require("scipy.sparse", "sparse", "sparse (lexicon) retrieval")
 
 
-def _csr(matrix: Any, vocab_size: int) -> Any:
+def _kernels() -> Any:
+    from . import kernels
+
+    return kernels
+
+
+def as_csr(matrix: Any, vocab_size: int) -> Any:
+    """Validated float32 CSR with explicit zeros removed.
+
+    Raises:
+        InputError: wrong width, negative or non-finite weights.
+    """
     sp = _scipy_sparse()
     m = sp.csr_matrix(matrix, dtype=np.float32)
     if m.shape[1] != vocab_size:
@@ -43,55 +56,74 @@ def _csr(matrix: Any, vocab_size: int) -> Any:
     if m.nnz and not np.isfinite(m.data).all():
         raise InputError("sparse weights contain NaN or infinity")
     m.eliminate_zeros()
+    m.sum_duplicates()
     return m
 
 
 def prune_rows(matrix: Any, max_terms: int) -> Any:
-    """Keep each row's ``max_terms`` largest weights (index-time top-k pruning)."""
+    """Keep each row's ``max_terms`` largest weights (index-time / query-time top-k pruning)."""
     m = matrix.tocsr(copy=True)
-    for i in range(m.shape[0]):
+    lengths = np.diff(m.indptr)
+    for i in np.flatnonzero(lengths > max_terms):
         start, end = m.indptr[i], m.indptr[i + 1]
-        if end - start > max_terms:
-            row = m.data[start:end]
-            drop = np.argpartition(row, end - start - max_terms)[: end - start - max_terms]
-            row[drop] = 0.0
+        row = m.data[start:end]
+        row[np.argpartition(row, end - start - max_terms)[: end - start - max_terms]] = 0.0
     m.eliminate_zeros()
     return m
 
 
 @dataclass
 class SparseIndex:
-    """Postings (CSC layout of the document matrix) with uint8 weights and one float scale."""
+    """Impact-ordered postings: term -> impact groups -> var-byte coded ascending doc ids."""
 
     vocab_size: int
     n_docs: int
     scale: float
-    indptr: np.ndarray  # (vocab_size + 1,) int64: postings of term t are [indptr[t], indptr[t + 1])
-    docs: np.ndarray  # (nnz,) int32 document ids, ascending within a term
-    weights: np.ndarray  # (nnz,) uint8; weight = value * scale
+    term_ptr: np.ndarray  # (vocab + 1,) int64: groups of term t are [term_ptr[t], term_ptr[t + 1])
+    group_impact: np.ndarray  # (G,) uint8, descending within a term
+    byte_ptr: np.ndarray  # (G + 1,) int64: bytes of group g are data[byte_ptr[g]:byte_ptr[g + 1]]
+    group_count: np.ndarray  # (G,) int32 postings per group
+    data: np.ndarray  # (bytes,) uint8 var-byte gaps
     max_terms: int | None = None
+    _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @classmethod
-    def build(cls, matrix: Any, vocab_size: int, *, max_terms: int | None = None) -> SparseIndex:
-        m = _csr(matrix, vocab_size)
+    def build(cls, matrix: Any, vocab_size: int, *, max_terms: int | None = None, scale: float | None = None) -> SparseIndex:
+        """Index the rows of ``matrix`` (n_docs, vocab). ``scale``: weight per quantisation step
+        (default: the largest weight / 255); give one to keep several segments comparable."""
+        m = as_csr(matrix, vocab_size)
         if max_terms is not None:
             m = prune_rows(m, max_terms)
         top = float(m.data.max()) if m.nnz else 0.0
-        scale = top / 255.0 if top > 0 else 1.0
-        csc = m.tocsc()
-        csc.sort_indices()
-        q = np.clip(np.rint(csc.data / scale), 0, 255).astype(np.uint8)
-        return cls(vocab_size, m.shape[0], scale, csc.indptr.astype(np.int64), csc.indices.astype(np.int32), q,
-                   max_terms)
+        if scale is None:
+            scale = top / 255.0 if top > 0 else 1.0
+        coo = m.tocoo()
+        impact = np.clip(np.rint(coo.data / scale), 1, 255).astype(np.uint8)  # a kept term never rounds to 0
+        terms, docs = coo.col.astype(np.int64), coo.row.astype(np.int64)
+        order = np.lexsort((docs, -impact.astype(np.int16), terms))
+        terms, docs, impact = terms[order], docs[order], impact[order]
+        new_group = np.ones(len(terms), dtype=bool)
+        if len(terms):
+            new_group[1:] = (terms[1:] != terms[:-1]) | (impact[1:] != impact[:-1])
+        starts = np.flatnonzero(new_group)
+        group_ptr = np.append(starts, len(terms)).astype(np.int64)
+        group_terms = terms[starts]
+        term_ptr = np.searchsorted(group_terms, np.arange(vocab_size + 1)).astype(np.int64)
+        data = np.empty(5 * len(docs), dtype=np.uint8)
+        byte_ptr = np.empty(len(starts) + 1, dtype=np.int64)
+        used = _kernels().encode_groups(group_ptr, docs, data, byte_ptr)
+        return cls(vocab_size, m.shape[0], float(scale), term_ptr, impact[starts].copy(), byte_ptr,
+                   np.diff(group_ptr).astype(np.int32), data[:used].copy(), max_terms)
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         """Arrays first, then the manifest (atomically): a reader never sees a half-written index."""
         root = Path(folder)
         root.mkdir(parents=True, exist_ok=True)
         for name in _FILES:
-            save_npy(root / f"{name}.npy", getattr(self, name))
+            save_npy(root / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
         meta = {"format": SPARSE_FORMAT, "format_version": SPARSE_VERSION, "vocab_size": self.vocab_size,
-                "n_docs": self.n_docs, "scale": self.scale, "max_terms": self.max_terms, "nnz": int(len(self.docs))}
+                "n_docs": self.n_docs, "scale": self.scale, "max_terms": self.max_terms, "nnz": self.nnz,
+                "groups": int(len(self.group_impact)), "bytes": int(len(self.data))}
         atomic_write_bytes(root / MANIFEST, (json.dumps(meta, indent=2) + "\n").encode())
 
     @classmethod
@@ -104,50 +136,74 @@ class SparseIndex:
         if meta.get("format") != SPARSE_FORMAT or meta.get("format_version") != SPARSE_VERSION:
             raise IncompatibleIndexError(f"{root}: sparse index format {meta.get('format')} v{meta.get('format_version')} "
                                          f"is not {SPARSE_FORMAT} v{SPARSE_VERSION}; rebuild it")
-        arrays = {n: np.load(root / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _FILES}
-        if len(arrays["docs"]) != meta["nnz"] or len(arrays["indptr"]) != meta["vocab_size"] + 1:
+        try:
+            arrays = {n: np.load(root / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _FILES}
+        except (OSError, ValueError) as exc:
+            raise IncompatibleIndexError(f"{root}: unreadable sparse index arrays ({exc}); rebuild it") from None
+        if (len(arrays["term_ptr"]) != meta["vocab_size"] + 1 or len(arrays["data"]) != meta["bytes"]
+                or len(arrays["group_impact"]) != meta["groups"]):
             raise IncompatibleIndexError(f"{root}: sparse index arrays do not match its manifest; rebuild it")
-        return cls(meta["vocab_size"], meta["n_docs"], float(meta["scale"]), arrays["indptr"], arrays["docs"],
-                   arrays["weights"], meta.get("max_terms"))
+        return cls(meta["vocab_size"], meta["n_docs"], float(meta["scale"]), *(arrays[n] for n in _FILES),
+                   meta.get("max_terms"))
+
+    @property
+    def nnz(self) -> int:
+        return int(self.group_count.sum()) if len(self.group_count) else 0
 
     def nbytes(self) -> int:
-        return int(self.indptr.nbytes + self.docs.nbytes + self.weights.nbytes)
+        return int(sum(getattr(self, n).nbytes for n in _FILES))
 
     def dequantised(self) -> Any:
         """The stored document matrix (n_docs, vocab) as float32 CSR: what search scores against."""
         sp = _scipy_sparse()
-        return sp.csc_matrix((self.weights.astype(np.float32) * self.scale, self.docs, self.indptr),
-                             shape=(self.n_docs, self.vocab_size)).tocsr()
+        n = self.nnz
+        terms, docs, impacts = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.uint8)
+        _kernels().decode_all(self.term_ptr, self.group_impact, self.byte_ptr, self.group_count, self.data,
+                              terms, docs, impacts)
+        return sp.csr_matrix((impacts.astype(np.float32) * self.scale, (docs, terms)),
+                             shape=(self.n_docs, self.vocab_size))
 
-    def scores(self, terms: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Exact scores of every document for one query given as (term ids, weights)."""
-        out = np.zeros(self.n_docs, dtype=np.float32)
-        for t, w in zip(np.asarray(terms, dtype=np.int64), np.asarray(weights, dtype=np.float32), strict=True):
-            if not 0 <= t < self.vocab_size:
-                raise InputError(f"query term id {t} is outside the vocabulary (0..{self.vocab_size - 1})")
-            start, end = int(self.indptr[t]), int(self.indptr[t + 1])
-            if end > start:
-                # a term lists each document once, so plain fancy-index += is exact (np.add.at is ~10x slower)
-                out[self.docs[start:end]] += (w * self.scale) * self.weights[start:end].astype(np.float32)
-        return out
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread accumulator, touched list and decode buffer (kept: allocating 4 MB per query at
+        1M documents costs more than the search)."""
+        s = self._scratch
+        if getattr(s, "acc", None) is None:
+            s.acc = np.zeros(self.n_docs, dtype=np.float32)
+            s.touched = np.empty(self.n_docs, dtype=np.int64)
+            s.buf = np.empty(int(self.group_count.max()) if len(self.group_count) else 1, dtype=np.int64)
+        return s.acc, s.touched, s.buf
 
-    def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: Any, k: int, *, live: np.ndarray | None = None,
+               max_postings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query row of a (n, vocab) sparse matrix: ``(ids, scores)``, -1 / 0 padded.
 
-        Documents with score 0 (no shared term) are never returned; ties go to the lower id.
+        Documents sharing no term with the query (score 0) are never returned; ties go to the lower
+        id. ``live``: bool mask of documents that may be returned. ``max_postings``: stop after that
+        many postings (approximate; None = exact).
         """
-        from ..index.store import top_k_indices
-
-        q = _csr(queries, self.vocab_size)
+        q = as_csr(queries, self.vocab_size)
+        if k < 1:
+            raise InputError(f"k must be at least 1 (got {k})")
         ids = np.full((q.shape[0], k), -1, dtype=np.int64)
         vals = np.zeros((q.shape[0], k), dtype=np.float32)
+        if not self.n_docs:
+            return ids, vals
+        alive = np.ones(self.n_docs, dtype=np.bool_) if live is None else np.asarray(live, dtype=np.bool_)
+        acc, touched, buf = self._buffers()
+        kern = _kernels()
+        budget = -1 if max_postings is None else int(max_postings)
         for i in range(q.shape[0]):
             start, end = q.indptr[i], q.indptr[i + 1]
-            s = self.scores(q.indices[start:end], q.data[start:end])
-            if not self.n_docs:
-                continue
-            top = top_k_indices(s[None, :], min(k, self.n_docs))[0]
-            top = top[s[top] > 0]
-            ids[i, : len(top)] = top
-            vals[i, : len(top)] = s[top]
+            kern.search_one(self.term_ptr, self.group_impact, self.byte_ptr, self.group_count, self.data,
+                            q.indices[start:end].astype(np.int64), q.data[start:end].astype(np.float32),
+                            self.scale, alive, k, budget, acc, touched, buf, ids[i], vals[i])
         return ids, vals
+
+    def term_weights(self, terms: np.ndarray, docs: np.ndarray) -> np.ndarray:
+        """(len(terms), len(docs)) stored weights: which query terms each hit matched, and how much."""
+        _, _, buf = self._buffers()
+        out = np.zeros((len(terms), len(docs)), dtype=np.uint8)
+        d = np.asarray(docs, dtype=np.int64)
+        for i, t in enumerate(np.asarray(terms, dtype=np.int64)):
+            _kernels().term_impacts(self.term_ptr, self.group_impact, self.byte_ptr, self.data, int(t), d, buf, out[i])
+        return out.astype(np.float32) * self.scale

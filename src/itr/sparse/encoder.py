@@ -1,0 +1,153 @@
+"""Sparse encoders: dense embeddings -> weighted vocabulary terms, and their registry.
+
+A sparse encoder is paired with a dense one: it reads the dense embeddings the index computes anyway
+(so no model runs twice) and returns a CSR matrix over the vocabulary. Names:
+
+- ``builtin`` — the lexicon head shipped for the built-in model (``encoders/weights/builtin-lex-v1``);
+- ``local:DIR`` — a head written by ``itr train lexicon``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from .._utils import require
+from ..encoders.base import Encoder, hash_files
+from ..errors import IncompatibleModelError, InputError, UnknownNameError
+from .head import CONFIG_FILE, WEIGHTS_FILE, LexiconConfig, is_lexicon_folder, load_head
+
+Modality = Literal["image", "text"]
+PACKAGED_LEXICON = Path(__file__).resolve().parent.parent / "encoders" / "weights" / "builtin-lex-v1"
+SPARSE_SPECS = ("builtin", "local:PATH")
+
+
+class SparseEncoder(Protocol):
+    """Sparse term weights from the paired dense encoder's embeddings."""
+
+    spec: str
+    fingerprint: str
+    vocab: list[str]
+    doc_terms: int
+    query_terms: int
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def scale(self) -> float:
+        """Weight per quantisation step for indexes (fixed, so segments and compaction agree)."""
+        ...
+
+    def encode(self, dense: np.ndarray, modality: Modality, *, max_terms: int | None = None) -> Any:
+        """(n, dim) dense embeddings -> (n, vocab) float32 CSR, each row cut to ``max_terms``."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+class LexiconEncoder:
+    """A trained lexicon head (``itr.sparse.head``) on a built-in projector model."""
+
+    def __init__(self, spec: str, folder: Path, dense: Encoder) -> None:
+        text = getattr(dense, "text", None)
+        if text is None or not hasattr(text, "tokenizer"):
+            raise IncompatibleModelError(f"lexicon heads read the built-in model's embeddings; '{dense.spec}' has none "
+                                         "(sparse search needs --model builtin or a projector from itr train projector)")
+        self.config: LexiconConfig
+        self.config, self.head = load_head(folder, text.model.embeddings.word_embeddings.weight)
+        if self.config.dense_fingerprint and self.config.dense_fingerprint != dense.fingerprint:
+            raise IncompatibleModelError(
+                f"{folder}: this lexicon head was trained on dense model {self.config.dense_fingerprint}, "
+                f"not '{dense.spec}' ({dense.fingerprint}); retrain it with itr train lexicon")
+        self.spec = spec
+        self.folder = folder
+        self.vocab = text.tokenizer.convert_ids_to_tokens(list(range(text.tokenizer.vocab_size)))
+        if len(self.vocab) != self.config.vocab_size:
+            raise IncompatibleModelError(f"{folder}: head vocabulary {self.config.vocab_size} != tokenizer {len(self.vocab)}")
+        self._tokenizer = text.tokenizer
+        self._known = np.zeros(len(self.vocab), dtype=bool)
+        self._known[self.head.terms.numpy()] = True
+        self.fingerprint = hash_files([folder / WEIGHTS_FILE, folder / CONFIG_FILE], extra=dense.fingerprint)
+        self.doc_terms = self.config.doc_terms
+        self.query_terms = self.config.query_terms
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def scale(self) -> float:
+        return self.config.max_weight / 255.0
+
+    def encode(self, dense: np.ndarray, modality: Modality, *, max_terms: int | None = None) -> Any:
+        import torch
+
+        sp = require("scipy.sparse", "sparse", "sparse (lexicon) retrieval")
+        dense = np.atleast_2d(np.asarray(dense, dtype=np.float32))
+        terms = self.head.terms.numpy()
+        rows, cols, vals = [], [], []
+        with torch.inference_mode():
+            for start in range(0, len(dense), 1024):
+                w = self.head.weights(torch.from_numpy(dense[start : start + 1024]), modality)
+                if max_terms is not None and max_terms < w.shape[1]:
+                    top = w.topk(max_terms, dim=1)
+                    w = torch.zeros_like(w).scatter_(1, top.indices, top.values)
+                r, c = torch.nonzero(w, as_tuple=True)
+                rows.append(r.numpy() + start)
+                cols.append(terms[c.numpy()])
+                vals.append(w[r, c].numpy())
+        cat = (lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt))
+        return sp.csr_matrix((cat(vals, np.float32), (cat(rows, np.int64), cat(cols, np.int64))),
+                             shape=(len(dense), self.vocab_size))
+
+    def known_terms(self, texts: Sequence[str]) -> np.ndarray:
+        """How many of each text's own words are lexicon terms. The head expands any input, but an
+        expansion of a query with no known word (a typo, another script) is noise: search treats
+        such a query as having no terms."""
+        ids = self._tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
+        return np.array([int(self._known[row].sum()) if row else 0 for row in ids], dtype=np.int64)
+
+    def describe(self) -> dict[str, Any]:
+        return {"spec": self.spec, "fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
+                "doc_terms": self.doc_terms, "query_terms": self.query_terms, "scale": self.scale}
+
+
+def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
+    """A sparse encoder by name, paired with ``dense``.
+
+    Raises:
+        UnknownNameError: unknown name (lists the valid ones).
+        IncompatibleModelError: the head was trained on another dense model.
+    """
+    spec = spec.strip()
+    if spec == "builtin":
+        return LexiconEncoder(spec, PACKAGED_LEXICON, dense)
+    if spec.startswith("local:"):
+        folder = Path(spec[len("local:"):]).expanduser()
+        if not is_lexicon_folder(folder):
+            raise InputError(f"{folder}: not a lexicon head folder (no {CONFIG_FILE}); train one with itr train lexicon")
+        return LexiconEncoder(spec, folder.resolve(), dense)
+    raise UnknownNameError(f"unknown sparse encoder '{spec}'; valid: {', '.join(SPARSE_SPECS)}")
+
+
+def default_sparse_spec(dense: Encoder) -> str:
+    """The sparse encoder an index gets when none is named: the shipped head for the built-in model."""
+    if dense.spec in ("builtin", "builtin:proj"):
+        return "builtin"
+    raise InputError(f"no lexicon head ships for model '{dense.spec}'; name one with --sparse-model local:DIR "
+                     "(itr train lexicon), or use --repr dense")
+
+
+def explain_terms(vocab: Sequence[str], terms: np.ndarray, query_weights: np.ndarray, doc_weights: np.ndarray,
+                  top: int = 5) -> list[tuple[str, float]]:
+    """The matched terms of one hit and their share of its score (query weight x stored weight), largest first."""
+    contrib = query_weights * doc_weights
+    order = np.argsort(-contrib, kind="stable")
+    return [(vocab[int(terms[i])].removeprefix("##"), round(float(contrib[i]), 4)) for i in order[:top]
+            if not math.isclose(float(contrib[i]), 0.0)]
+

@@ -1,0 +1,163 @@
+"""Compiled (numba) kernels of the inverted index: postings encoding and score-at-a-time search.
+
+Written here rather than taken from a library because the two learned-sparse engines that install
+offline do not fit: ``pyseismic-lsr`` is static (no appends, no deletes), keeps its own ~0.5 KB/doc of
+block summaries (which would erase most of the size advantage over dense float32) and returns
+batches out of order; scipy's sparse products allocate a score for every document per query and are
+~20x slower at 1M (see ENGINES.md). The layout is the textbook impact-ordered index (Anh & Moffat
+2006; JASS, Lin & Trotman 2015), small enough to keep correct with a conformance test.
+
+Layout: the postings of each term are split into *impact groups* (one per quantised weight,
+highest first); inside a group doc ids ascend and are stored as variable-byte gaps (7 bits per byte,
+high bit = more bytes follow), typically 1-2 bytes a posting, and the weight costs nothing (it is the
+group's). Score-at-a-time search processes the groups of all query terms in decreasing order of
+``impact * query weight``; stopping after ``max_postings`` postings gives the anytime approximate
+mode (the highest contributions are added first, so what is skipped is the least).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._utils import require
+
+_numba = require("numba", "sparse", "the sparse index kernels")
+njit = _numba.njit(cache=True, nogil=True)
+
+
+@njit
+def encode_groups(group_ptr: np.ndarray, docs: np.ndarray, out: np.ndarray, byte_ptr: np.ndarray) -> int:
+    """Var-byte encode each group's ascending doc ids as gaps; ``byte_ptr[g]`` = group g's first byte."""
+    pos = 0
+    for g in range(len(group_ptr) - 1):
+        byte_ptr[g] = pos
+        prev = -1
+        for i in range(group_ptr[g], group_ptr[g + 1]):
+            v = docs[i] - prev
+            prev = docs[i]
+            while v >= 128:
+                out[pos] = (v & 127) | 128
+                pos += 1
+                v >>= 7
+            out[pos] = v
+            pos += 1
+    byte_ptr[len(group_ptr) - 1] = pos
+    return pos
+
+
+@njit
+def decode_group(data: np.ndarray, start: int, end: int, out: np.ndarray) -> int:
+    """Doc ids of one group into ``out``; returns how many."""
+    n = 0
+    prev = -1
+    pos = start
+    while pos < end:
+        v = 0
+        shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 127) << shift
+            shift += 7
+            if b < 128:
+                break
+        prev += v
+        out[n] = prev
+        n += 1
+    return n
+
+
+@njit
+def search_one(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, group_count: np.ndarray,
+               data: np.ndarray, q_terms: np.ndarray, q_weights: np.ndarray, scale: float, live: np.ndarray,
+               k: int, max_postings: int, acc: np.ndarray, touched: np.ndarray, buf: np.ndarray,
+               out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[int, int]:
+    """Top-k of one query by score-at-a-time accumulation. ``acc`` (n_docs, zeros) is left zeroed.
+
+    Returns (number of results, postings processed). ``max_postings`` < 0 means exhaustive (exact).
+    Ties go to the lower doc id; dead documents (``live[d] == 0``) are never returned.
+    """
+    n_groups = 0
+    for t in q_terms:
+        n_groups += term_ptr[t + 1] - term_ptr[t]
+    contrib = np.empty(n_groups, dtype=np.float32)
+    gids = np.empty(n_groups, dtype=np.int64)
+    j = 0
+    for qi in range(len(q_terms)):
+        t = q_terms[qi]
+        for g in range(term_ptr[t], term_ptr[t + 1]):
+            contrib[j] = group_impact[g] * q_weights[qi] * scale
+            gids[j] = g
+            j += 1
+    order = np.argsort(-contrib, kind="mergesort")
+    nt = 0
+    done = 0
+    for oi in order:
+        if max_postings >= 0 and done >= max_postings:
+            break
+        g = gids[oi]
+        c = contrib[oi]
+        n = decode_group(data, byte_ptr[g], byte_ptr[g + 1], buf)
+        for i in range(n):
+            d = buf[i]
+            if acc[d] == 0.0:
+                touched[nt] = d
+                nt += 1
+            acc[d] += c
+        done += n
+    # top-k among touched documents; the smallest kept entry is replaced when beaten
+    m = 0
+    for i in range(nt):
+        d = touched[i]
+        s = acc[d]
+        acc[d] = 0.0
+        if not live[d]:
+            continue
+        if m < k:
+            out_ids[m] = d
+            out_scores[m] = s
+            m += 1
+            continue
+        w = 0
+        for x in range(1, k):
+            if out_scores[x] < out_scores[w] or (out_scores[x] == out_scores[w] and out_ids[x] > out_ids[w]):
+                w = x
+        if s > out_scores[w] or (s == out_scores[w] and d < out_ids[w]):
+            out_ids[w] = d
+            out_scores[w] = s
+    # best first, ties by lower id (insertion sort: k is small)
+    for i in range(1, m):
+        si, di = out_scores[i], out_ids[i]
+        j = i - 1
+        while j >= 0 and (out_scores[j] < si or (out_scores[j] == si and out_ids[j] > di)):
+            out_scores[j + 1] = out_scores[j]
+            out_ids[j + 1] = out_ids[j]
+            j -= 1
+        out_scores[j + 1] = si
+        out_ids[j + 1] = di
+    return m, done
+
+
+@njit
+def term_impacts(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, data: np.ndarray,
+                 term: int, docs: np.ndarray, buf: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]`` = stored impact of ``term`` in ``docs[i]`` (0 when absent): for explanations."""
+    for g in range(term_ptr[term], term_ptr[term + 1]):
+        n = decode_group(data, byte_ptr[g], byte_ptr[g + 1], buf)
+        for i in range(n):
+            for j in range(len(docs)):
+                if buf[i] == docs[j]:
+                    out[j] = group_impact[g]
+
+
+@njit
+def decode_all(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, group_count: np.ndarray,
+               data: np.ndarray, terms: np.ndarray, docs: np.ndarray, impacts: np.ndarray) -> None:
+    """Every posting as (term, doc, impact) triples (arrays sized to the posting count)."""
+    pos = 0
+    for t in range(len(term_ptr) - 1):
+        for g in range(term_ptr[t], term_ptr[t + 1]):
+            n = decode_group(data, byte_ptr[g], byte_ptr[g + 1], docs[pos:])
+            terms[pos : pos + n] = t
+            impacts[pos : pos + n] = group_impact[g]
+            pos += n
