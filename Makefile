@@ -21,7 +21,7 @@ system-deps:
 
 demo: $(STAMP) system-deps
 	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
-	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index
+	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index --repr both
 	$(BIN)/itr info $(DEMO)/index
 	$(BIN)/itr search $(DEMO)/index "a bicycle" -k 5
 	$(BIN)/itr search $(DEMO)/index "a cat" -k 5
@@ -29,6 +29,8 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr search $(DEMO)/index "ein Fahrrad" -k 5    # German: the trained text head
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f98b.png --target texts -k 5
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
+	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode sparse --explain   # learned-sparse terms
+	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode hybrid
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
@@ -40,11 +42,15 @@ bench: $(STAMP) system-deps
 	$(BIN)/itr make-dataset emoji --out $(DEMO)/emoji --lang en
 	$(BIN)/python benchmarks/encode_throughput.py --data $(DEMO)/emoji --n 512 --json bench-out/encode_throughput.json
 	$(MAKE) bench-eval
+	$(BIN)/python benchmarks/sparse_vs_dense.py --n 100000 --json bench-out/sparse_vs_dense_100k.json
+	$(BIN)/python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json
 
 # Quality of the built-in model on the offline test splits (figures in BENCHMARKS.md).
 bench-eval: $(STAMP) system-deps
 	$(BIN)/itr eval emoji:en emoji:fr openclipart -m builtin -m builtin:conse --index exact --index faiss:HNSW32 \
 	  --index faiss:SQ8 --json bench-out/eval-builtin.json --md bench-out/eval-builtin.md --plot bench-out/eval-builtin.png
+	$(BIN)/itr eval emoji:en emoji:fr openclipart -m builtin --index exact --index sparse --index hybrid \
+	  --index sparse@max_postings=2000 --json bench-out/eval-sparse.json --md bench-out/eval-sparse.md
 	$(BIN)/itr eval emoji:en,fr,de,es -m builtin -m builtin:conse \
 	  --json bench-out/eval-multilingual.json --md bench-out/eval-multilingual.md
 

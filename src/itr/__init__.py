@@ -16,18 +16,21 @@ from .errors import (
 )
 from .images import load_image
 from .index import BuildOptions, BuildReport, DenseIndex, IndexWriter, build_index
-from .search import Searcher, open_searcher
+from .search import Fusion, Mode, Searcher, SearchOptions, SearchResponse, open_searcher
 from .types import Embeddings, Hit, Target
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadImageError",
+    "build_index",
     "BuildOptions",
     "BuildReport",
     "DenseIndex",
     "Embeddings",
+    "encode_image_files",
     "Encoder",
+    "Fusion",
     "Hit",
     "IncompatibleIndexError",
     "IncompatibleModelError",
@@ -35,19 +38,20 @@ __all__ = [
     "IndexWriter",
     "InputError",
     "ItrError",
+    "list_encoders",
+    "load_encoder",
+    "load_image",
     "MissingExtraError",
+    "Mode",
     "OnError",
+    "open_searcher",
+    "scan_source",
     "Searcher",
+    "SearchOptions",
+    "SearchResponse",
     "SourceItem",
     "SourceScan",
     "Target",
     "UnknownNameError",
     "__version__",
-    "build_index",
-    "encode_image_files",
-    "list_encoders",
-    "load_encoder",
-    "load_image",
-    "open_searcher",
-    "scan_source",
 ]

@@ -102,7 +102,7 @@ class DimensionSparseEncoder:
 
     @property
     def scale(self) -> float:
-        return 1.0 / 255.0
+        return 1.0 / 64.0
 
     def encode(self, dense: np.ndarray, modality: str, *, max_terms: int | None = None) -> Any:
         from scipy import sparse as sp

@@ -44,7 +44,7 @@ def emoji_index(emoji_jsonl: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_index_info_and_reindex(emoji_jsonl: Path, emoji_index: Path) -> None:
     code, stdout, _ = itr("info", emoji_index, "--json")
     info = json.loads(stdout)
-    assert code == 0 and info["model"] == "builtin" and info["format_version"] == 1 and info["complete"]
+    assert code == 0 and info["model"] == "builtin" and info["format_version"] == 2 and info["complete"]
     assert info["counts"]["images"] > 80 and info["counts"]["texts"] >= info["counts"]["images"]
     code, stdout, _ = itr("index", emoji_jsonl, "--out", emoji_index, "--json")
     report = json.loads(stdout)

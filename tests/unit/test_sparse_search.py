@@ -13,7 +13,7 @@ pytest.importorskip("scipy.sparse")
 from itr.collection import scan_source  # noqa: E402
 from itr.errors import IncompatibleIndexError, InputError  # noqa: E402
 from itr.index import BuildOptions, DenseIndex, build_index  # noqa: E402
-from itr.search import Fusion, Mode, SearchOptions, Searcher, fuse  # noqa: E402
+from itr.search import Fusion, Mode, Searcher, SearchOptions, fuse  # noqa: E402
 from itr.testing import ColorEncoder, DimensionSparseEncoder, solid_image  # noqa: E402
 from itr.types import Target  # noqa: E402
 
@@ -125,3 +125,17 @@ def test_fusion_rules_on_hand_made_lists() -> None:
     # dense normalised: 1 -> 1.0, 2 -> 0.875, 3 -> 0; sparse: 3 -> 1.0, 1 -> 0; ties: lower row first
     assert [c[2] for c in w] == [1, 3, 2]
     assert dict((c[2], round(c[0], 4)) for c in w) == {1: 0.5, 2: 0.4375, 3: 0.5}
+
+
+def test_format_version_1_index_still_opens_and_upgrades_on_write(tmp_path: Path) -> None:
+    src = _collection(tmp_path / "c", n=6)
+    build_index(scan_source(src), ColorEncoder(), tmp_path / "idx", BuildOptions())
+    manifest = json.loads((tmp_path / "idx" / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    del manifest["representations"], manifest["sparse"]
+    (tmp_path / "idx" / "manifest.json").write_text(json.dumps(manifest))
+    idx = DenseIndex.open(tmp_path / "idx")
+    assert idx.representations == ["dense"] and Searcher(ColorEncoder(), idx).search_text("red", k=2)
+    src.write_text(src.read_text().splitlines()[0] + "\n")
+    assert build_index(scan_source(src), ColorEncoder(), tmp_path / "idx", BuildOptions()).removed == 5
+    assert json.loads((tmp_path / "idx" / "manifest.json").read_text())["format_version"] == 2

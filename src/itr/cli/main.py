@@ -225,6 +225,7 @@ def eval_(
     """Recall@K both ways (plus speed and size) of one or more models on one or more datasets."""
     from ..encoders import load_encoder
     from ..eval import EvalOptions, LoadOptions, load_eval_dataset, run_eval
+    from ..eval.galleries import needs_sparse
     from ..eval.report import (
         LANGUAGE_COLUMNS,
         TERMINAL_COLUMNS,
@@ -238,7 +239,6 @@ def eval_(
         write_json,
         write_markdown,
     )
-    from ..eval.galleries import needs_sparse
     from ..eval.runner import check_index_kind
 
     models = models or ["builtin"]

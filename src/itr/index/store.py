@@ -205,7 +205,13 @@ class DenseIndex:
         self._require("dense")
         if not candidates:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([np.asarray(self.segments[si].side(target)[0][row]) for _, si, row in candidates])
+        out = np.empty((len(candidates), self.dim), dtype=np.float32)
+        seg_ids = np.array([si for _, si, _ in candidates])
+        rows = np.array([row for _, _, row in candidates])
+        for si in np.unique(seg_ids):  # one fancy-index read per segment, not one per row
+            sel = np.flatnonzero(seg_ids == si)
+            out[sel] = self.segments[int(si)].side(target)[0][rows[sel]]
+        return out
 
     def hit(self, candidate: Candidate, target: Target) -> Hit:
         score, si, row = candidate

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..sparse.index import SparseIndex
 from .._utils import atomic_write_json, display_path, read_jsonl, save_npy, write_jsonl
 from ..errors import IncompatibleIndexError, IndexLockedError, InputError
+from ..sparse.index import SparseIndex
 from .manifest import FORMAT_VERSION, MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
 from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 

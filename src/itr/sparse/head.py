@@ -85,9 +85,11 @@ def build_head(config: LexiconConfig, embeddings: Any, terms: np.ndarray) -> Any
             self.gain = nn.Parameter(torch.full((len(rows),), 4.0))
             self.bias = nn.Parameter(torch.full((len(rows),), -1.0))
 
+        def logits(self, dense: Any, modality: str) -> Any:
+            return self.gain * (self.proj[modality](dense) @ self.vocab.T) + self.bias
+
         def weights(self, dense: Any, modality: str) -> Any:
-            z = self.proj[modality](dense) @ self.vocab.T
-            return torch.log1p(torch.relu(self.gain * z + self.bias))
+            return torch.log1p(torch.relu(self.logits(dense, modality)))
 
     return LexiconHead()
 

@@ -28,7 +28,8 @@ from ..errors import IncompatibleIndexError, InputError
 SPARSE_FORMAT = "itr-sparse"
 SPARSE_VERSION = 2
 MANIFEST = "sparse.json"
-_FILES = ("term_ptr", "group_impact", "byte_ptr", "group_count", "data")
+_FILES = ("term_ptr", "group_impact", "byte_ptr", "data")
+DEFAULT_LEVELS = 64
 
 
 def _scipy_sparse() -> Any:
@@ -81,24 +82,34 @@ class SparseIndex:
     scale: float
     term_ptr: np.ndarray  # (vocab + 1,) int64: groups of term t are [term_ptr[t], term_ptr[t + 1])
     group_impact: np.ndarray  # (G,) uint8, descending within a term
-    byte_ptr: np.ndarray  # (G + 1,) int64: bytes of group g are data[byte_ptr[g]:byte_ptr[g + 1]]
-    group_count: np.ndarray  # (G,) int32 postings per group
+    byte_ptr: np.ndarray  # (G + 1,) uint32 (int64 past 4 GB): bytes of group g are data[byte_ptr[g]:byte_ptr[g + 1]]
     data: np.ndarray  # (bytes,) uint8 var-byte gaps
+    nnz: int = 0
+    max_group: int = 0  # postings in the largest group (decode buffer size)
     max_terms: int | None = None
     _scratch: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
     @classmethod
-    def build(cls, matrix: Any, vocab_size: int, *, max_terms: int | None = None, scale: float | None = None) -> SparseIndex:
-        """Index the rows of ``matrix`` (n_docs, vocab). ``scale``: weight per quantisation step
-        (default: the largest weight / 255); give one to keep several segments comparable."""
+    def build(cls, matrix: Any, vocab_size: int, *, max_terms: int | None = None, scale: float | None = None,
+              levels: int = DEFAULT_LEVELS) -> SparseIndex:
+        """Index the rows of ``matrix`` (n_docs, vocab).
+
+        ``levels``: quantisation steps (2..255). Fewer levels mean fewer, longer impact groups: smaller
+        gaps, fewer group headers (64 levels: ~1.6 bytes a posting at 1M documents, against ~2.3 at
+        255) for a relative weight error of at most 1/(2 * levels) of the largest weight.
+        ``scale``: weight per step (default: the largest weight / levels); give one to keep several
+        segments comparable (larger weights clip to the top level).
+        """
+        if not 2 <= levels <= 255:
+            raise InputError(f"levels must be between 2 and 255 (got {levels})")
         m = as_csr(matrix, vocab_size)
         if max_terms is not None:
             m = prune_rows(m, max_terms)
         top = float(m.data.max()) if m.nnz else 0.0
         if scale is None:
-            scale = top / 255.0 if top > 0 else 1.0
+            scale = top / levels if top > 0 else 1.0
         coo = m.tocoo()
-        impact = np.clip(np.rint(coo.data / scale), 1, 255).astype(np.uint8)  # a kept term never rounds to 0
+        impact = np.clip(np.rint(coo.data / scale), 1, levels).astype(np.uint8)  # a kept term never rounds to 0
         terms, docs = coo.col.astype(np.int64), coo.row.astype(np.int64)
         order = np.lexsort((docs, -impact.astype(np.int16), terms))
         terms, docs, impact = terms[order], docs[order], impact[order]
@@ -112,8 +123,11 @@ class SparseIndex:
         data = np.empty(5 * len(docs), dtype=np.uint8)
         byte_ptr = np.empty(len(starts) + 1, dtype=np.int64)
         used = _kernels().encode_groups(group_ptr, docs, data, byte_ptr)
+        if used < 2**32:
+            byte_ptr = byte_ptr.astype(np.uint32)
+        sizes = np.diff(group_ptr)
         return cls(vocab_size, m.shape[0], float(scale), term_ptr, impact[starts].copy(), byte_ptr,
-                   np.diff(group_ptr).astype(np.int32), data[:used].copy(), max_terms)
+                   data[:used].copy(), int(len(docs)), int(sizes.max()) if len(sizes) else 0, max_terms)
 
     def save(self, folder: str | os.PathLike[str]) -> None:
         """Arrays first, then the manifest (atomically): a reader never sees a half-written index."""
@@ -123,6 +137,7 @@ class SparseIndex:
             save_npy(root / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
         meta = {"format": SPARSE_FORMAT, "format_version": SPARSE_VERSION, "vocab_size": self.vocab_size,
                 "n_docs": self.n_docs, "scale": self.scale, "max_terms": self.max_terms, "nnz": self.nnz,
+                "max_group": self.max_group,
                 "groups": int(len(self.group_impact)), "bytes": int(len(self.data))}
         atomic_write_bytes(root / MANIFEST, (json.dumps(meta, indent=2) + "\n").encode())
 
@@ -144,11 +159,7 @@ class SparseIndex:
                 or len(arrays["group_impact"]) != meta["groups"]):
             raise IncompatibleIndexError(f"{root}: sparse index arrays do not match its manifest; rebuild it")
         return cls(meta["vocab_size"], meta["n_docs"], float(meta["scale"]), *(arrays[n] for n in _FILES),
-                   meta.get("max_terms"))
-
-    @property
-    def nnz(self) -> int:
-        return int(self.group_count.sum()) if len(self.group_count) else 0
+                   int(meta["nnz"]), int(meta["max_group"]), meta.get("max_terms"))
 
     def nbytes(self) -> int:
         return int(sum(getattr(self, n).nbytes for n in _FILES))
@@ -158,8 +169,7 @@ class SparseIndex:
         sp = _scipy_sparse()
         n = self.nnz
         terms, docs, impacts = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.uint8)
-        _kernels().decode_all(self.term_ptr, self.group_impact, self.byte_ptr, self.group_count, self.data,
-                              terms, docs, impacts)
+        _kernels().decode_all(self.term_ptr, self.group_impact, self.byte_ptr, self.data, terms, docs, impacts)
         return sp.csr_matrix((impacts.astype(np.float32) * self.scale, (docs, terms)),
                              shape=(self.n_docs, self.vocab_size))
 
@@ -170,7 +180,7 @@ class SparseIndex:
         if getattr(s, "acc", None) is None:
             s.acc = np.zeros(self.n_docs, dtype=np.float32)
             s.touched = np.empty(self.n_docs, dtype=np.int64)
-            s.buf = np.empty(int(self.group_count.max()) if len(self.group_count) else 1, dtype=np.int64)
+            s.buf = np.empty(max(1, self.max_group), dtype=np.int64)
         return s.acc, s.touched, s.buf
 
     def search(self, queries: Any, k: int, *, live: np.ndarray | None = None,
@@ -194,7 +204,7 @@ class SparseIndex:
         budget = -1 if max_postings is None else int(max_postings)
         for i in range(q.shape[0]):
             start, end = q.indptr[i], q.indptr[i + 1]
-            kern.search_one(self.term_ptr, self.group_impact, self.byte_ptr, self.group_count, self.data,
+            kern.search_one(self.term_ptr, self.group_impact, self.byte_ptr, self.data,
                             q.indices[start:end].astype(np.int64), q.data[start:end].astype(np.float32),
                             self.scale, alive, k, budget, acc, touched, buf, ids[i], vals[i])
         return ids, vals

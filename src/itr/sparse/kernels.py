@@ -68,8 +68,43 @@ def decode_group(data: np.ndarray, start: int, end: int, out: np.ndarray) -> int
 
 
 @njit
-def search_one(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, group_count: np.ndarray,
-               data: np.ndarray, q_terms: np.ndarray, q_weights: np.ndarray, scale: float, live: np.ndarray,
+def _worse(scores: np.ndarray, ids: np.ndarray, a: int, b: int) -> bool:
+    """Entry a ranks below entry b (lower score, or the same score and a higher id)."""
+    return scores[a] < scores[b] or (scores[a] == scores[b] and ids[a] > ids[b])
+
+
+@njit
+def _swap(scores: np.ndarray, ids: np.ndarray, a: int, b: int) -> None:
+    scores[a], scores[b] = scores[b], scores[a]
+    ids[a], ids[b] = ids[b], ids[a]
+
+
+@njit
+def _sift_up(scores: np.ndarray, ids: np.ndarray, i: int) -> None:
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _worse(scores, ids, i, parent):
+            break
+        _swap(scores, ids, i, parent)
+        i = parent
+
+
+@njit
+def _sift_down(scores: np.ndarray, ids: np.ndarray, i: int, n: int) -> None:
+    while True:
+        worst = i
+        for c in (2 * i + 1, 2 * i + 2):
+            if c < n and _worse(scores, ids, c, worst):
+                worst = c
+        if worst == i:
+            break
+        _swap(scores, ids, i, worst)
+        i = worst
+
+
+@njit
+def search_one(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, data: np.ndarray,
+               q_terms: np.ndarray, q_weights: np.ndarray, scale: float, live: np.ndarray,
                k: int, max_postings: int, acc: np.ndarray, touched: np.ndarray, buf: np.ndarray,
                out_ids: np.ndarray, out_scores: np.ndarray) -> tuple[int, int]:
     """Top-k of one query by score-at-a-time accumulation. ``acc`` (n_docs, zeros) is left zeroed.
@@ -105,7 +140,7 @@ def search_one(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndar
                 nt += 1
             acc[d] += c
         done += n
-    # top-k among touched documents; the smallest kept entry is replaced when beaten
+    # top-k among touched documents in a min-heap (root = worst kept: lowest score, then highest id)
     m = 0
     for i in range(nt):
         d = touched[i]
@@ -117,24 +152,16 @@ def search_one(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndar
             out_ids[m] = d
             out_scores[m] = s
             m += 1
-            continue
-        w = 0
-        for x in range(1, k):
-            if out_scores[x] < out_scores[w] or (out_scores[x] == out_scores[w] and out_ids[x] > out_ids[w]):
-                w = x
-        if s > out_scores[w] or (s == out_scores[w] and d < out_ids[w]):
-            out_ids[w] = d
-            out_scores[w] = s
-    # best first, ties by lower id (insertion sort: k is small)
-    for i in range(1, m):
-        si, di = out_scores[i], out_ids[i]
-        j = i - 1
-        while j >= 0 and (out_scores[j] < si or (out_scores[j] == si and out_ids[j] > di)):
-            out_scores[j + 1] = out_scores[j]
-            out_ids[j + 1] = out_ids[j]
-            j -= 1
-        out_scores[j + 1] = si
-        out_ids[j + 1] = di
+            _sift_up(out_scores, out_ids, m - 1)
+        elif s > out_scores[0] or (s == out_scores[0] and d < out_ids[0]):
+            out_ids[0] = d
+            out_scores[0] = s
+            _sift_down(out_scores, out_ids, 0, m)
+    # heap sort: repeatedly move the worst to the end -> best first
+    for end in range(m - 1, 0, -1):
+        out_scores[0], out_scores[end] = out_scores[end], out_scores[0]
+        out_ids[0], out_ids[end] = out_ids[end], out_ids[0]
+        _sift_down(out_scores, out_ids, 0, end)
     return m, done
 
 
@@ -151,8 +178,8 @@ def term_impacts(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.nd
 
 
 @njit
-def decode_all(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, group_count: np.ndarray,
-               data: np.ndarray, terms: np.ndarray, docs: np.ndarray, impacts: np.ndarray) -> None:
+def decode_all(term_ptr: np.ndarray, group_impact: np.ndarray, byte_ptr: np.ndarray, data: np.ndarray,
+               terms: np.ndarray, docs: np.ndarray, impacts: np.ndarray) -> None:
     """Every posting as (term, doc, impact) triples (arrays sized to the posting count)."""
     pos = 0
     for t in range(len(term_ptr) - 1):

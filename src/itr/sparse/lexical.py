@@ -22,10 +22,8 @@ import numpy as np
 
 from .._utils import require
 from ..encoders.builtin import BuiltinConseEncoder
+from .head import STOPWORDS
 
-# English function words: present in almost every caption and class name, they carry no content.
-STOPWORDS = frozenset("""a an the of and or in on at to for with by from as is are be this that these those it its
-into over under up down out off near her his their our your my some any no not""".split())
 _WORD = re.compile(r"^(##)?[^\W_]+$")
 
 

@@ -7,6 +7,9 @@ the feature cache. Each step pairs every image of the batch with one random capt
 - symmetric InfoNCE over the *sparse* dot products (image terms . text terms),
 - plus a distillation term, KL(dense scores || sparse scores) both ways, so the sparse ranking
   follows the dense model's (whose scores also fix a sensible temperature),
+- plus a grounding term (LexLIP's lexicon objective, simplified): the softmax over the vocabulary
+  of both the image's and the caption's logits should put its mass on the caption's own words, so
+  terms mean what they say ("apple" fires for apples) instead of becoming arbitrary code words,
 - plus the FLOPS regulariser sum_t mean_b(w_bt)^2 per modality, ramped in quadratically over the
   first third of training (SPLADE's warm-up): it pushes rarely useful terms to exactly zero, which
   keeps postings short and queries cheap.
@@ -47,9 +50,10 @@ class LexiconTrainConfig:
     epochs: int = 30
     batch_size: int = 256
     lr: float = 3e-3
-    flops_image: float = 3e-3
-    flops_text: float = 1e-2
+    flops_image: float = 3e-2
+    flops_text: float = 1e-1
     distill: float = 1.0
+    ground: float = 0.5
     warmup_fraction: float = 0.33
     seed: int = 0
     threads: int = 2
@@ -86,6 +90,25 @@ def _val_report(head: Any, dense: tuple[Any, Any], part: _Part, config: LexiconC
     return {"dataset": part.dataset.name, "split": part.dataset.split, "rsum": r["rsum"], "i2t": r["i2t"],
             "t2i": r["t2i"], "image_nnz": float((img > 0).sum(1).float().mean()),
             "text_nnz": float((txt > 0).sum(1).float().mean())}
+
+
+def _caption_terms(encoder: BuiltinProjectorEncoder, texts: list[str], terms: np.ndarray, vocab_size: int) -> Any:
+    """(n_texts, n_terms) CSR: each caption's own lexicon words, weights summing to 1 (empty rows
+    for captions with none, e.g. in another language)."""
+    from scipy import sparse as sp
+
+    column = np.full(vocab_size, -1, dtype=np.int64)
+    column[terms] = np.arange(len(terms))
+    ids = encoder.text.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
+    rows, cols = [], []
+    for r, row in enumerate(ids):
+        found = np.unique(column[row]) if row else np.zeros(0, np.int64)
+        found = found[found >= 0]
+        rows += [r] * len(found)
+        cols += found.tolist()
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(terms)))
+    sums = np.asarray(m.sum(1)).ravel()
+    return sp.diags(1.0 / np.maximum(sums, 1.0)).astype(np.float32) @ m
 
 
 def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: ProgressFn | None = None,
@@ -129,6 +152,8 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
     lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab), "dense_fingerprint": encoder.fingerprint})
     head = build_head(lex, encoder.text.model.embeddings.word_embeddings.weight, content_terms(vocab))
     head.train()
+    caption_terms = _caption_terms(encoder, [t for p in train_parts for t in p.dataset.texts().texts],
+                                   head.terms.numpy(), len(vocab))
     batch = min(config.batch_size, n_images)
     steps_per_epoch = max(1, n_images // batch)
     total_steps = config.epochs * steps_per_epoch
@@ -156,7 +181,14 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
                                   reduction="batchmean")) / 2
             ramp = min(1.0, (step_no / warm_steps)) ** 2
             flops = config.flops_image * (wi.mean(0) ** 2).sum() + config.flops_text * (wt.mean(0) ** 2).sum()
-            loss = contrastive + config.distill * distill + ramp * flops
+            ground = torch.zeros(())
+            if config.ground > 0:
+                target = torch.from_numpy(caption_terms[pick].toarray())
+                has = target.sum(1) > 0
+                if has.any():
+                    li, lt = head.logits(images[idx], "image"), head.logits(texts[pick], "text")
+                    ground = -((target * (F.log_softmax(li, 1) + F.log_softmax(lt, 1))).sum(1)[has]).mean() / 2
+            loss = contrastive + config.distill * distill + ramp * flops + config.ground * ground
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
