@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,28 @@ def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
     tok.save_pretrained(folder)
     proc.save_pretrained(folder)
     return folder
+
+
+def run_cli(*args: object) -> tuple[int, str, str]:
+    """``itr ARGS...`` in-process: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from itr.cli.main import app
+
+    res = CliRunner().invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def random_sparse(n: int, nnz: int, seed: int, vocab: int) -> Any:
+    """Random sparse rows: Zipf-distributed term ids (as real text is), positive gamma weights."""
+    import numpy as np
+    from scipy import sparse as sp
+
+    rng = np.random.default_rng(seed)
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        terms = np.unique(np.minimum(rng.zipf(1.3, size=nnz) - 1, vocab - 1))
+        rows += [i] * len(terms)
+        cols += terms.tolist()
+        vals += rng.gamma(2.0, 0.5, size=len(terms)).tolist()
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, vocab), dtype=np.float32)

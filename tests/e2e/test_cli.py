@@ -10,27 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import require_emoji_data
-from typer.testing import CliRunner
+from helpers import require_emoji_data, run_cli
 
-from itr.cli.main import app
 from itr.testing import solid_image
 
 pytestmark = pytest.mark.builtin
-runner = CliRunner()
-
-
-def itr(*args: str | Path) -> tuple[int, str, str]:
-    res = runner.invoke(app, [str(a) for a in args])
-    return res.exit_code, res.stdout, res.stderr
-
-
-@pytest.fixture(scope="module")
-def emoji_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_emoji_data()
-    from itr.datasets import build_emoji_dataset
-
-    return build_emoji_dataset(tmp_path_factory.mktemp("emoji"), lang="en", limit=120)
+itr = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import require_emoji_data, require_openclipart_data
+from helpers import require_emoji_data, require_openclipart_data, run_cli
 from PIL import Image
-from typer.testing import CliRunner
 
-from itr.cli.main import app
 from itr.testing import solid_image
 
 pytestmark = pytest.mark.builtin
-runner = CliRunner()
-
-
-def itr(*args: str | Path) -> tuple[int, str, str]:
-    res = runner.invoke(app, [str(a) for a in args])
-    return res.exit_code, res.stdout, res.stderr
+itr = run_cli
 
 
 def test_builtin_sets_two_models_one_run(tmp_path: Path) -> None:

@@ -6,27 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import require_emoji_data
-from typer.testing import CliRunner
-
-from itr.cli.main import app
+from helpers import require_emoji_data, run_cli
 
 pytestmark = pytest.mark.builtin
-runner = CliRunner()
-
-
-def itr(*args: str | Path) -> tuple[int, str, str]:
-    res = runner.invoke(app, [str(a) for a in args])
-    return res.exit_code, res.stdout, res.stderr
-
-
-@pytest.fixture(scope="module")
-def emoji_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    require_emoji_data()
-    out = tmp_path_factory.mktemp("emoji")
-    code, stdout, stderr = itr("make-dataset", "emoji", "--out", out, "--limit", "120")
-    assert code == 0, stderr
-    return Path(stdout.strip())
+itr = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import random_sparse as _random_sparse
 
 sp = pytest.importorskip("scipy.sparse")
 
@@ -27,15 +28,7 @@ Search = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 
 def random_sparse(n: int, nnz: int, seed: int) -> Any:
-    """Zipf-distributed term ids (as real text is), positive gamma weights."""
-    rng = np.random.default_rng(seed)
-    rows, cols, vals = [], [], []
-    for i in range(n):
-        terms = np.unique(np.minimum(rng.zipf(1.3, size=nnz) - 1, VOCAB - 1))
-        rows += [i] * len(terms)
-        cols += terms.tolist()
-        vals += rng.gamma(2.0, 0.5, size=len(terms)).tolist()
-    return sp.csr_matrix((vals, (rows, cols)), shape=(n, VOCAB), dtype=np.float32)
+    return _random_sparse(n, nnz, seed, VOCAB)
 
 
 # -- back ends --------------------------------------------------------------------------------------

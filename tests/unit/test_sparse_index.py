@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from helpers import random_sparse as _random_sparse
 
 sp = pytest.importorskip("scipy.sparse")
 
@@ -15,16 +17,8 @@ from itr.sparse import SparseIndex, prune_rows  # noqa: E402
 VOCAB = 500
 
 
-def random_sparse(n: int, nnz: int, seed: int) -> sp.csr_matrix:
-    """Zipf-distributed term ids (as real text is), positive weights."""
-    rng = np.random.default_rng(seed)
-    rows, cols, vals = [], [], []
-    for i in range(n):
-        terms = np.unique(np.minimum(rng.zipf(1.3, size=nnz) - 1, VOCAB - 1))
-        rows += [i] * len(terms)
-        cols += terms.tolist()
-        vals += rng.gamma(2.0, 0.5, size=len(terms)).tolist()
-    return sp.csr_matrix((vals, (rows, cols)), shape=(n, VOCAB), dtype=np.float32)
+def random_sparse(n: int, nnz: int, seed: int) -> Any:
+    return _random_sparse(n, nnz, seed, VOCAB)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
