@@ -35,9 +35,9 @@ from ..encoders.builtin import BuiltinProjectorEncoder, load_builtin
 from ..errors import InputError
 from ..eval.runner import evaluate_scores, package_versions
 from ..sparse.head import LexiconConfig, build_head, content_terms, save_head
-from .data import VAL_SPLIT, load_training_set
+from .data import TRAIN_SPLIT, VAL_SPLIT
 from .features import split_image_features
-from .projector import MIN_TRAIN_IMAGES, _features, _Part
+from .projector import MIN_TRAIN_IMAGES, CaptionSampler, FeaturePart, load_parts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +59,7 @@ class LexiconTrainConfig:
     threads: int = 2
 
 
-def _dense(encoder: BuiltinProjectorEncoder, part: _Part) -> tuple[Any, Any]:
+def dense_embeddings(encoder: BuiltinProjectorEncoder, part: FeaturePart) -> tuple[Any, Any]:
     import torch
 
     with torch.no_grad():
@@ -77,7 +77,7 @@ def prune_top(w: Any, k: int) -> Any:
     return torch.zeros_like(w).scatter_(1, top.indices, top.values)
 
 
-def _val_report(head: Any, dense: tuple[Any, Any], part: _Part, config: LexiconConfig) -> dict[str, Any]:
+def _val_report(head: Any, dense: tuple[Any, Any], part: FeaturePart, config: LexiconConfig) -> dict[str, Any]:
     import torch
 
     head.eval()
@@ -128,23 +128,16 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
         raise InputError(f"a lexicon head trains on a projector model's embeddings; '{config.dense_model}' is not one")
     started = time.perf_counter()
 
-    def parts(split: str) -> list[_Part]:
-        return [_features(encoder, ds, progress) for ds in
-                (load_training_set(spec, split=split) for spec in config.data) if ds is not None]
-
-    train_parts, val_parts = parts("train"), parts(VAL_SPLIT)
+    train_parts = load_parts(encoder, config.data, TRAIN_SPLIT, progress)
+    val_parts = load_parts(encoder, config.data, VAL_SPLIT, progress)
     n_images = sum(len(p.images) for p in train_parts)
     if n_images < MIN_TRAIN_IMAGES:
         raise InputError(f"only {n_images} training image(s) in {', '.join(config.data)}; need at least {MIN_TRAIN_IMAGES}")
-    dense_train = [_dense(encoder, p) for p in train_parts]
-    dense_val = [_dense(encoder, p) for p in val_parts]
+    dense_train = [dense_embeddings(encoder, p) for p in train_parts]
+    dense_val = [dense_embeddings(encoder, p) for p in val_parts]
     images = torch.cat([d[0] for d in dense_train])
     texts = torch.cat([d[1] for d in dense_train])
-    offsets = np.cumsum([0] + [len(p.images) for p in train_parts])
-    text_image = np.concatenate([p.text_image + off for p, off in zip(train_parts, offsets, strict=False)])
-    order = np.argsort(text_image, kind="stable")
-    starts = np.searchsorted(text_image[order], np.arange(n_images))
-    counts = np.bincount(text_image, minlength=n_images)
+    sampler = CaptionSampler(train_parts)
     teacher_scale = float(encoder.heads.logit_scale.detach().exp().clamp(max=100.0))
     feature_seconds = time.perf_counter() - started
 
@@ -170,7 +163,7 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
         totals = np.zeros(3)
         for step in range(steps_per_epoch):
             idx = perm[step * batch : (step + 1) * batch]
-            pick = order[starts[idx] + (rng.random(len(idx)) * counts[idx]).astype(np.int64)]
+            pick = sampler.pick(idx, rng)
             wi, wt = head.weights(images[idx], "image"), head.weights(texts[pick], "text")
             s = wi @ wt.T
             contrastive = (F.cross_entropy(s, labels) + F.cross_entropy(s.T, labels)) / 2
@@ -221,12 +214,12 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
     out = Path(out)
     save_head(out, head, lex, trained_with={"data": list(config.data), "dense_model": config.dense_model,
                                            "seed": config.seed, "best_epoch": best[1]})
-    test_parts = parts("test")
+    test_parts = load_parts(encoder, config.data, "test", progress)
     metrics = {
         "best_epoch": best[1], "curve": curve, "n_train_images": n_images, "n_train_texts": len(texts),
         "n_terms": len(head.terms), "feature_seconds": feature_seconds, "train_seconds": train_seconds,
         "val": [_val_report(head, d, p, lex) for d, p in zip(dense_val, val_parts, strict=True)],
-        "test": [_val_report(head, _dense(encoder, p), p, lex) for p in test_parts],
+        "test": [_val_report(head, dense_embeddings(encoder, p), p, lex) for p in test_parts],
         "versions": package_versions(), "machine": platform.platform(),
     }
     config_json = json.dumps(asdict(config), indent=2, sort_keys=True, default=list) + "\n"

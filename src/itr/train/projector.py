@@ -26,7 +26,7 @@ from ..encoders.projector import HeadsConfig, build_heads, save_projector
 from ..errors import InputError
 from ..eval.datasets import EvalDataset
 from ..eval.runner import EncodedDataset, EvalOptions, evaluate_encoded, package_versions
-from .data import VAL_SPLIT, load_training_set
+from .data import TRAIN_SPLIT, VAL_SPLIT, load_training_set
 from .features import image_features, split_image_features, text_features
 from .losses import info_nce
 
@@ -49,8 +49,8 @@ class ProjectorTrainConfig:
 
 
 @dataclass
-class _Part:
-    """One dataset's images and captions, as features."""
+class FeaturePart:
+    """One dataset's images and captions, as frozen-encoder features."""
 
     dataset: EvalDataset
     images: Any  # torch (n, 2280)
@@ -58,16 +58,40 @@ class _Part:
     text_image: np.ndarray
 
 
-def _features(base: BuiltinConseEncoder, ds: EvalDataset, progress: ProgressFn | None) -> _Part:
+def feature_part(base: BuiltinConseEncoder, ds: EvalDataset, progress: ProgressFn | None) -> FeaturePart:
     import torch
 
     table = ds.texts()
     imgs = image_features(base, ds.image_paths, progress=progress, what=f"images of {ds.name}")
     txts = text_features(base, table.texts)
-    return _Part(ds, torch.from_numpy(imgs), torch.from_numpy(txts), table.image)
+    return FeaturePart(ds, torch.from_numpy(imgs), torch.from_numpy(txts), table.image)
 
 
-def _embed(heads: Any, base: BuiltinConseEncoder, part: _Part) -> tuple[np.ndarray, np.ndarray]:
+def load_parts(base: BuiltinConseEncoder, specs: tuple[str, ...], split: str,
+               progress: ProgressFn | None) -> list[FeaturePart]:
+    """The ``split`` of every training spec that has one, as features (built-in sets are split-checked)."""
+    return [feature_part(base, ds, progress) for ds in
+            (load_training_set(spec, split=split) for spec in specs) if ds is not None]
+
+
+class CaptionSampler:
+    """Draws one caption per image: each step pairs every image with one of its captions at random,
+    so an image never appears twice in a batch (no false negatives)."""
+
+    def __init__(self, parts: list[FeaturePart]) -> None:
+        offsets = np.cumsum([0] + [len(p.images) for p in parts])
+        text_image = np.concatenate([p.text_image + off for p, off in zip(parts, offsets, strict=False)])
+        self.n_images = int(offsets[-1])
+        self._order = np.argsort(text_image, kind="stable")
+        self._starts = np.searchsorted(text_image[self._order], np.arange(self.n_images))
+        self._counts = np.bincount(text_image, minlength=self.n_images)
+
+    def pick(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Caption rows (into the concatenated captions) for these image rows."""
+        return self._order[self._starts[images] + (rng.random(len(images)) * self._counts[images]).astype(np.int64)]
+
+
+def _embed(heads: Any, base: BuiltinConseEncoder, part: FeaturePart) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     heads.eval()
@@ -79,7 +103,7 @@ def _embed(heads: Any, base: BuiltinConseEncoder, part: _Part) -> tuple[np.ndarr
     return img, txt
 
 
-def _report(heads: Any, base: BuiltinConseEncoder, part: _Part) -> dict[str, Any]:
+def _report(heads: Any, base: BuiltinConseEncoder, part: FeaturePart) -> dict[str, Any]:
     img, txt = _embed(heads, base, part)
     encoded = EncodedDataset(part.dataset, {"spec": "training", "fingerprint": "training"}, img, txt, 0.0, 0.0)
     r = evaluate_encoded(encoded, options=EvalOptions(latency_queries=1))
@@ -106,21 +130,15 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
         backbone=hc.backbone, image_size=BACKBONE_IMAGE_SIZE.get(hc.backbone, 224), top_k=hc.conse_top_k,
         templates=hc.conse_templates))
     started = time.perf_counter()
-    train_parts = [_features(base, ds, progress) for ds in
-                   (load_training_set(spec) for spec in config.data) if ds is not None]
-    val_parts = [_features(base, ds, progress) for ds in
-                 (load_training_set(spec, split=VAL_SPLIT) for spec in config.data) if ds is not None]
+    train_parts = load_parts(base, config.data, TRAIN_SPLIT, progress)
+    val_parts = load_parts(base, config.data, VAL_SPLIT, progress)
     n_images = sum(len(p.images) for p in train_parts)
     if n_images < MIN_TRAIN_IMAGES:
         raise InputError(f"only {n_images} training image(s) in {', '.join(config.data)}; "
                          f"a projector needs at least {MIN_TRAIN_IMAGES} (more like thousands)")
     images = torch.cat([p.images for p in train_parts])
     texts = torch.cat([p.texts for p in train_parts])
-    offsets = np.cumsum([0] + [len(p.images) for p in train_parts])
-    text_image = np.concatenate([p.text_image + off for p, off in zip(train_parts, offsets, strict=False)])
-    order = np.argsort(text_image, kind="stable")
-    starts = np.searchsorted(text_image[order], np.arange(n_images))
-    counts = np.bincount(text_image, minlength=n_images)
+    sampler = CaptionSampler(train_parts)
     feature_seconds = time.perf_counter() - started
 
     heads = build_heads(hc)
@@ -138,7 +156,7 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
         total = 0.0
         for step in range(steps_per_epoch):
             idx = perm[step * batch : (step + 1) * batch]
-            pick = order[starts[idx] + (rng.random(len(idx)) * counts[idx]).astype(np.int64)]
+            pick = sampler.pick(idx, rng)
             pooled, logits = split_image_features(images[idx])
             loss = info_nce(heads.image(pooled, base.conse_vectors(logits)), heads.text(texts[pick]), heads.logit_scale)
             optimizer.zero_grad()
@@ -163,8 +181,7 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
     out.mkdir(parents=True, exist_ok=True)
     trained_with = {"data": list(config.data), "seed": config.seed, "best_epoch": best[1]}
     save_projector(out, heads, hc, trained_with=trained_with)
-    test_parts = [_features(base, ds, progress) for ds in
-                  (load_training_set(spec, split="test") for spec in config.data) if ds is not None]
+    test_parts = load_parts(base, config.data, "test", progress)
     metrics = {
         "best_epoch": best[1], "curve": curve,
         "n_train_images": n_images, "n_train_texts": len(texts),
