@@ -44,11 +44,11 @@ import numpy as np
 
 from itr.encoders.builtin import load_builtin
 from itr.eval.runner import package_versions
+from itr.search import rescore
 from itr.sparse import SparseIndex, prune_rows
 from itr.sparse.encoder import load_sparse_encoder
-from itr.train.data import load_training_set
-from itr.train.lexicon import _dense
-from itr.train.projector import _features
+from itr.train.lexicon import dense_embeddings
+from itr.train.projector import load_parts
 
 DATA = ("emoji:en", "openclipart")
 
@@ -58,17 +58,14 @@ def real_items(encoder: Any) -> dict[str, Any]:
     base_img, test_img, test_txt, test_owner = [], [], [], []
     for spec in DATA:
         for split in ("train", "val", "test"):
-            ds = load_training_set(spec, split=split)
-            if ds is None:
-                continue
-            part = _features(encoder, ds, None)
-            img, txt = _dense(encoder, part)
-            if split == "test":
-                test_owner.append(part.text_image + sum(len(x) for x in test_img))
-                test_img.append(img.numpy())
-                test_txt.append(txt.numpy())
-            else:
-                base_img.append(img.numpy())
+            for part in load_parts(encoder, (spec,), split, None):
+                img, txt = dense_embeddings(encoder, part)
+                if split == "test":
+                    test_owner.append(part.text_image + sum(len(x) for x in test_img))
+                    test_img.append(img.numpy())
+                    test_txt.append(txt.numpy())
+                else:
+                    base_img.append(img.numpy())
     return {"base": np.concatenate(base_img), "test": np.concatenate(test_img),
             "queries": np.concatenate(test_txt), "owner": np.concatenate(test_owner)}
 
@@ -164,8 +161,7 @@ def main() -> None:
         q = lex.encode(queries[i : i + 1], "text", max_terms=lex.query_terms)
         ids = index.search(q, args.candidates, max_postings=budget)[0][0]
         ids = ids[ids >= 0]
-        s = dense[ids] @ queries[i]
-        return ids[np.lexsort((ids, -s))][:10]
+        return ids[rescore(dense[ids], queries[i], ids)[0][:10]]
 
     faiss.omp_set_num_threads(1)
     modes = {"dense": dense_one, "sparse": sparse_one, "sparse-approx": lambda i: sparse_one(i, args.budget),

@@ -128,9 +128,7 @@ class Searcher:
             cleaned.append(q.strip()[:MAX_QUERY_CHARS])
         _check_k(options.k)
         self._check_mode(options.mode)
-        known = None
-        if options.mode is not Mode.DENSE and hasattr(self.sparse, "known_terms"):
-            known = self.sparse.known_terms(cleaned)
+        known = self.sparse.known_terms(cleaned) if options.mode is not Mode.DENSE else None
         return self._answer(self.encoder.encode_texts(cleaned), "text", options, known)
 
     def query_image(self, image: Image.Image | str | os.PathLike[str], options: SearchOptions = SearchOptions(), *,
@@ -148,7 +146,7 @@ class Searcher:
             raise InputError(f"{self.index.root} has no sparse vectors, so --mode {mode.value} cannot run; "
                              "rebuild it with itr index ... --repr both --rebuild")
         if mode is not Mode.SPARSE:
-            self.index._require("dense")
+            self.index.require_representation("dense")
 
     def _answer(self, dense: Embeddings, modality: str, o: SearchOptions,
                 known: np.ndarray | None = None) -> list[SearchResponse]:
@@ -192,23 +190,38 @@ class Searcher:
             return self.index.sparse_candidates(q, k=o.k, target=o.target, max_postings=o.max_postings)[0]
         sparse = self.index.sparse_candidates(q, k=depth, target=o.target, max_postings=o.max_postings)[0]
         if o.fusion is Fusion.RESCORE:
-            scores = self.index.dense_rows(sparse, o.target) @ dense[0]
-            rescored = [(float(s), si, row) for s, (_, si, row) in zip(scores, sparse, strict=True)]
-            return sorted(rescored, key=lambda c: (-c[0], c[1], c[2]))[: o.k]
+            seg_ids = np.array([si for _, si, _ in sparse], dtype=np.int64)
+            rows = np.array([row for _, _, row in sparse], dtype=np.int64)
+            order, scores = rescore(self.index.dense_rows(sparse, o.target), dense[0], seg_ids << 32 | rows)
+            return [(float(sc), int(seg_ids[j]), int(rows[j])) for j, sc in zip(order[: o.k], scores[: o.k], strict=True)]
         dense_c = self.index.dense_candidates(dense, k=depth, target=o.target)[0]
         return fuse(dense_c, sparse, o.fusion, alpha=o.alpha)[: o.k]
 
     def _explain(self, hits: list[Hit], cands: list[Candidate], q: Any, target: Target) -> list[Hit]:
-        """Attach to each hit the query terms it matched and their contributions to its sparse score."""
+        """Attach to each hit the query terms it matched and their contributions to its sparse score.
+        Each query term's postings are read once per segment, for all the hits in it."""
         from .sparse.encoder import explain_terms
 
-        out = []
-        for hit, (_, si, row) in zip(hits, cands, strict=True):
-            sparse = self.index.segments[si].side(target)[2]
+        stored: dict[int, np.ndarray] = {}  # hit position -> stored weight of each query term
+        seg_ids = np.array([si for _, si, _ in cands], dtype=np.int64)
+        for si in np.unique(seg_ids):
+            sparse = self.index.segments[int(si)].side(target)[2]
             assert sparse is not None
-            stored = sparse.term_weights(q.indices, np.array([row]))[:, 0]
-            out.append(replace(hit, terms=explain_terms(self.sparse.vocab, q.indices, q.data, stored)))
-        return out
+            pos = np.flatnonzero(seg_ids == si)
+            weights = sparse.term_weights(q.indices, np.array([cands[p][2] for p in pos]))
+            stored.update({int(p): weights[:, j] for j, p in enumerate(pos)})
+        return [replace(hit, terms=explain_terms(self.sparse.vocab, q.indices, q.data, stored[i]))
+                for i, hit in enumerate(hits)]
+
+
+def rescore(vectors: np.ndarray, query: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hybrid ``rescore``: sparse search found the candidates, their dense vectors rank them.
+
+    Returns the candidates' order (best first, equal scores by lower ``key``) and their scores in it.
+    """
+    scores = np.asarray(vectors, dtype=np.float32) @ np.asarray(query, dtype=np.float32)
+    order = np.lexsort((keys, -scores))
+    return order, scores[order]
 
 
 def fuse(dense: list[Candidate], sparse: list[Candidate], fusion: Fusion, *, alpha: float = 0.5) -> list[Candidate]:

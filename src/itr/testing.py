@@ -112,6 +112,10 @@ class DimensionSparseEncoder:
         m = sp.csr_matrix(np.maximum(np.atleast_2d(dense), 0.0).astype(np.float32))
         return prune_rows(m, max_terms) if max_terms else m
 
+    def known_terms(self, texts: Sequence[str]) -> np.ndarray:
+        """Every word is known here: the vocabulary is the embedding's dimensions, not words."""
+        return np.ones(len(texts), dtype=np.int64)
+
     def describe(self) -> dict[str, Any]:
         return {"spec": self.spec, "fingerprint": self.fingerprint, "vocab_size": self.vocab_size,
                 "doc_terms": self.doc_terms, "query_terms": self.query_terms, "scale": self.scale}

@@ -264,10 +264,10 @@ def eval_(
         for model in models:
             encoder = _with_spinner(f"loading model {model}", lambda m=model: load_encoder(m), quiet)
             sparse = None
-            if sparse_model is not None and any(needs_sparse(k) for k in indexes):
-                from ..sparse.encoder import load_sparse_encoder
+            if any(needs_sparse(k) for k in indexes):  # once per model, not once per dataset
+                from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
 
-                sparse = load_sparse_encoder(sparse_model, encoder)
+                sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
             for ds in loaded:
                 with _progress(f"{model} on {ds.name}", not quiet) as progress:
                     reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress,

@@ -124,7 +124,7 @@ class HybridGallery:
         self.depth = candidates
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        from ..search import Fusion, fuse
+        from ..search import Fusion, fuse, rescore
 
         queries = np.atleast_2d(queries)
         depth = max(k, self.depth)
@@ -137,8 +137,7 @@ class HybridGallery:
                 out[i, : len(top)] = top
                 continue
             if self.fusion == "rescore":
-                dense = self.dense.vectors[found] @ q
-                fused = found[np.lexsort((found, -dense))]
+                fused = found[rescore(self.dense.vectors[found], q, found)[0]]
             else:
                 d_ids = self.dense.search(q, depth)[0]
                 dense_c = [(float(self.dense.vectors[j] @ q), 0, int(j)) for j in d_ids]

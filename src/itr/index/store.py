@@ -146,7 +146,8 @@ class DenseIndex:
         """Top-k hits per query row. ``queries`` is (n, dim) float32, L2-normalised."""
         return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target)]
 
-    def _require(self, representation: str) -> None:
+    def require_representation(self, representation: str) -> None:
+        """Raises InputError (naming the --repr to rebuild with) when the index lacks ``representation``."""
         if representation not in self.representations:
             have = "both" if len(self.representations) == 2 else self.representations[0]
             other = "sparse" if representation == "dense" else "dense"
@@ -157,7 +158,7 @@ class DenseIndex:
         """Exact top-k (score, segment, row) per query row, best first."""
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
-        self._require("dense")
+        self.require_representation("dense")
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         if q.shape[1] != self.dim:
             raise IncompatibleIndexError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
@@ -185,7 +186,7 @@ class DenseIndex:
         term with the query are returned. ``max_postings``: approximate search budget per segment."""
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
-        self._require("sparse")
+        self.require_representation("sparse")
         per_seg = []
         for si, seg in enumerate(self.segments):
             _, live, sparse = seg.side(target)
@@ -193,16 +194,22 @@ class DenseIndex:
                 continue
             ids, scores = sparse.search(queries, k, live=live, max_postings=max_postings)
             per_seg.append((si, ids, scores))
+        if not per_seg:
+            return [[] for _ in range(queries.shape[0])]
+        ids = np.concatenate([i for _, i, _ in per_seg], axis=1)
+        scores = np.concatenate([sc for _, _, sc in per_seg], axis=1)
+        segs = np.concatenate([np.full(i.shape, si) for si, i, _ in per_seg], axis=1)
         results: list[list[Candidate]] = []
         for qi in range(queries.shape[0]):
-            merged = [(float(sc[qi, j]), si, int(ids[qi, j])) for si, ids, sc in per_seg
-                      for j in range(ids.shape[1]) if ids[qi, j] >= 0]
-            results.append(sorted(merged, key=_order)[:k])
+            found = ids[qi] >= 0
+            i, sc, sg = ids[qi][found], scores[qi][found], segs[qi][found]
+            top = np.lexsort((i, sg, -sc))[:k]  # score, then segment/row order, as _order
+            results.append(list(zip(sc[top].tolist(), sg[top].tolist(), i[top].tolist(), strict=True)))
         return results
 
     def dense_rows(self, candidates: list[Candidate], target: Target) -> np.ndarray:
         """The dense vectors of some candidates (for re-scoring sparse results), read from the memory map."""
-        self._require("dense")
+        self.require_representation("dense")
         if not candidates:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = np.empty((len(candidates), self.dim), dtype=np.float32)

@@ -48,6 +48,11 @@ class SparseEncoder(Protocol):
         """(n, dim) dense embeddings -> (n, vocab) float32 CSR, each row cut to ``max_terms``."""
         ...
 
+    def known_terms(self, texts: Sequence[str]) -> np.ndarray:
+        """How many of each query text's own words the lexicon knows (0: search treats the query as
+        having no terms, whatever the encoder would expand it into)."""
+        ...
+
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -110,23 +115,23 @@ class LexiconEncoder:
         a, c = self._folded(modality)
         terms = self.head.terms.numpy()
         k = min(max_terms or len(terms), len(terms))
-        indptr = [0]
-        cols, vals = [], []
+        parts = []
         for start in range(0, len(dense), 1024):
             logits = dense[start : start + 1024] @ a.T + c
             # log1p(relu(.)) is monotonic: select on the logits, transform only what is kept
             top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else \
                 np.broadcast_to(np.arange(logits.shape[1]), logits.shape)
-            sel = np.take_along_axis(logits, top, axis=1)
-            for row_terms, row_vals in zip(top, sel, strict=True):
-                keep = row_vals > 0
-                order = np.argsort(terms[row_terms[keep]])
-                cols.append(terms[row_terms[keep]][order])
-                vals.append(np.log1p(row_vals[keep][order]))
-                indptr.append(indptr[-1] + int(keep.sum()))
-        data = np.concatenate(vals).astype(np.float32) if vals else np.zeros(0, np.float32)
-        idx = np.concatenate(cols).astype(np.int32) if cols else np.zeros(0, np.int32)
-        return sp.csr_matrix((data, idx, np.asarray(indptr, dtype=np.int64)), shape=(len(dense), self.vocab_size))
+            sel = np.take_along_axis(logits, top, axis=1).ravel()
+            keep = sel > 0
+            rows = np.repeat(np.arange(len(top)), top.shape[1])[keep]
+            cols = terms[top.ravel()[keep]]
+            order = np.lexsort((cols, rows))  # CSR directly (row-major, sorted terms): no COO round trip
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(top)))])
+            parts.append(sp.csr_matrix((np.log1p(sel[keep][order]).astype(np.float32), cols[order], indptr),
+                                       shape=(len(top), self.vocab_size)))
+        if not parts:
+            return sp.csr_matrix((0, self.vocab_size), dtype=np.float32)
+        return sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
     def known_terms(self, texts: Sequence[str]) -> np.ndarray:
         """How many of each text's own words are lexicon terms. The head expands any input, but an
