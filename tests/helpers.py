@@ -87,3 +87,60 @@ def random_sparse(n: int, nnz: int, seed: int, vocab: int) -> Any:
         cols += terms.tolist()
         vals += rng.gamma(2.0, 0.5, size=len(terms)).tolist()
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, vocab), dtype=np.float32)
+
+
+def color_collection(root: Path, n: int = 12) -> Path:
+    """A JSONL collection of n one-colour images (red, green, blue, ...) with colour captions."""
+    import json
+
+    from itr.testing import solid_image
+
+    colors = ("red", "green", "blue", "yellow")
+    lines = []
+    for i in range(n):
+        c = colors[i % len(colors)]
+        solid_image(root / "img" / f"{i:03d}.png", c)
+        lines.append(json.dumps({"image": f"img/{i:03d}.png", "captions": [f"a {c} square number {i}"],
+                                 "id": f"img/{i:03d}.png", "meta": {"color": c}}))
+    (root / "items.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "items.jsonl"
+
+
+def color_index(root: Path, n: int = 12, repr_: str = "both") -> Path:
+    """An index of ``color_collection`` built with the test encoders (ColorEncoder + DimensionSparseEncoder)."""
+    from itr.collection import scan_source
+    from itr.index import BuildOptions, build_index
+    from itr.testing import ColorEncoder, DimensionSparseEncoder
+
+    enc = ColorEncoder()
+    src = color_collection(root / "src", n)
+    build_index(scan_source(src), enc, root / "index", BuildOptions(representation=repr_),
+                sparse=DimensionSparseEncoder(enc.dim) if repr_ != "dense" else None)
+    return root / "index"
+
+
+def color_service(index: Path, **kwargs: Any) -> Any:
+    """An IndexService on a ``color_index`` (thumbnails cached next to the index)."""
+    from itr.service import IndexService
+    from itr.testing import ColorEncoder, DimensionSparseEncoder
+    from itr.thumbnails import ThumbnailCache
+
+    enc = ColorEncoder()
+    from itr.index.manifest import read_manifest
+
+    sparse = DimensionSparseEncoder(enc.dim) if read_manifest(index).get("sparse") else None
+    kwargs.setdefault("thumbnails", ThumbnailCache(index.parent / "thumbs"))
+    return IndexService(index, enc, sparse, **kwargs)
+
+
+def png_bytes(color: str | tuple[int, int, int], size: tuple[int, int] = (40, 30), fmt: str = "PNG") -> bytes:
+    import io
+
+    from PIL import Image
+
+    from itr.testing import COLORS
+
+    rgb = COLORS[color] if isinstance(color, str) else color
+    buf = io.BytesIO()
+    Image.new("RGB", size, rgb).save(buf, format=fmt)
+    return buf.getvalue()

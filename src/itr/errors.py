@@ -40,3 +40,11 @@ class IndexLockedError(ItrError):
 
 class IncompatibleModelError(ItrError):
     """A model checkpoint cannot be used: wrong format or version, or weights that do not fit its config."""
+
+
+class NotFoundError(ItrError):
+    """An item id (or something an item should have, such as its image) does not exist."""
+
+
+class ReadOnlyError(ItrError):
+    """A change was asked of an index opened read-only."""

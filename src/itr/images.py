@@ -8,6 +8,7 @@ large that decoding them is a denial of service (a "decompression bomb").
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -59,11 +60,33 @@ def load_image(
             raise BadImageError(f"{shown}: empty file (0 bytes)")
     except OSError as exc:
         raise BadImageError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
+    return _decode(path, shown, draft_size, max_pixels)
+
+
+def load_image_bytes(data: bytes, name: str, *, draft_size: tuple[int, int] | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``load_image`` for an image held in memory (an upload); ``name`` is used in error messages."""
+    if not data:
+        raise BadImageError(f"{name}: empty file (0 bytes)")
+    return _decode(io.BytesIO(data), name, draft_size, max_pixels)
+
+
+def image_format(data: bytes) -> str | None:
+    """The Pillow format name of an encoded image (``"JPEG"``, ``"PNG"``...), or None if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.format
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size: tuple[int, int] | None,
+            max_pixels: int) -> Image.Image:
     if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         # The caller asked for a larger limit than Pillow's; Pillow would still refuse at open time.
         Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        img = Image.open(path)
+        img = Image.open(source)
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{shown}: not a readable image (unknown or corrupt format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

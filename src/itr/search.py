@@ -141,6 +141,13 @@ class Searcher:
             image = load_image(image, draft_size=self.encoder.draft_size, max_pixels=max_pixels)
         return self._answer(self.encoder.encode_images([image]), "image", options)[0]
 
+    def query_vector(self, vector: np.ndarray, modality: str, options: SearchOptions = SearchOptions()) -> SearchResponse:
+        """Search with a stored embedding (``modality``: "image" or "text", for the sparse head):
+        "more like this" for an indexed item."""
+        _check_k(options.k)
+        self._check_mode(options.mode)
+        return self._answer(np.asarray(vector, dtype=np.float32).reshape(1, -1), modality, options)[0]
+
     def _check_mode(self, mode: Mode) -> None:
         if mode is not Mode.DENSE and self.sparse is None:
             raise InputError(f"{self.index.root} has no sparse vectors, so --mode {mode.value} cannot run; "

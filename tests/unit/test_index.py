@@ -195,9 +195,10 @@ def test_compaction_keeps_results(tmp_path: Path) -> None:
     src = _rgb_folder(tmp_path / "src", 12)
     out = tmp_path / "idx"
     enc = ColorEncoder()
-    build_index(scan_source(src), enc, out, BuildOptions(checkpoint_every=1))  # 12 segments -> compacted
+    build_index(scan_source(src), enc, out, BuildOptions(checkpoint_every=1))  # 12 segments -> merged
     idx = DenseIndex.open(out)
-    assert len(idx.manifest["segments"]) == 1 and len(idx) == 12
+    # tiered: the 9 smallest of 12 segments merge into one, leaving 4 (never more than 8)
+    assert len(idx.manifest["segments"]) == 4 and len(idx) == 12 and idx.counts["images"] == 12
     for i in range(0, 12, 2):
         (src / f"{i:02d}.png").unlink()
     build_index(scan_source(src), enc, out, BuildOptions())  # 50% deleted -> compacted
@@ -251,3 +252,24 @@ def test_writer_itself_refuses_another_encoder(tmp_path: Path) -> None:
     with IndexWriter(tmp_path / "i", encoder={"spec": "b", "fingerprint": "fb", "dim": 4}, reset=True) as w:
         w.commit()
     assert DenseIndex.open(tmp_path / "i").encoder_info["spec"] == "b"
+
+
+def test_tiered_merge_leaves_the_large_segment_alone(tmp_path: Path) -> None:
+    src = _rgb_folder(tmp_path / "src", 30)
+    out = tmp_path / "idx"
+    enc = ColorEncoder()
+    names = sorted(p.name for p in src.iterdir())
+    for p in names[20:]:
+        (src / p).rename(tmp_path / p)
+    build_index(scan_source(src), enc, out, BuildOptions())
+    big = DenseIndex.open(out).manifest["segments"][0]["name"]
+    before = Searcher(enc, DenseIndex.open(out)).search_text("red", k=5)
+    for p in names[20:]:  # ten small additions, one commit each
+        (tmp_path / p).rename(src / p)
+        build_index(scan_source(src), enc, out, BuildOptions())
+    idx = DenseIndex.open(out)
+    segs = [s["name"] for s in idx.manifest["segments"]]
+    assert big in segs and len(segs) <= 8 and len(idx) == 30 and idx.counts["images"] == 30
+    _assert_counts_consistent(idx)
+    after = Searcher(enc, idx).search_text("red", k=30)
+    assert {h.id for h in before} <= {h.id for h in after}

@@ -304,6 +304,40 @@ def eval_(
               if tie == "pessimistic" else "ties: optimistic (only strictly better wrong items count)")
 
 
+@app.command()
+def serve(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder to serve.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder (default: the index's own).")] = None,
+    read_only: Annotated[bool, typer.Option(help="Refuse adding and deleting items.")] = False,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
+    max_k: Annotated[int, typer.Option(help="Largest number of results a request may ask for.")] = 100,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level (info, warning, error...).")] = "info",
+) -> None:
+    """Serve an index over HTTP: a search page at / and a JSON API under /api (schema at /docs)."""
+    from ..service import IndexService, ServiceLimits
+
+    with _errors():
+        from .._utils import require
+
+        uvicorn = require("uvicorn", "server", "itr serve")
+        from ..server import create_app
+
+        limits = ServiceLimits(max_k=max_k, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+        service = _with_spinner(f"loading {display_path(index_dir)}",
+                                lambda: IndexService.open(index_dir, model=model, read_only=read_only, limits=limits),
+                                False)
+        app_ = create_app(service)
+        c = service.index.counts
+        err.print(f"serving {display_path(index_dir)} ({c['images']} images, {c['texts']} texts) on "
+                  f"http://{host}:{port}/" + (" (read-only)" if read_only else ""))
+    try:
+        uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    finally:
+        service.close()
+
+
 @app.command("make-dataset")
 def make_dataset(
     name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji' or 'openclipart'.")],

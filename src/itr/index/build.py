@@ -23,10 +23,7 @@ from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
 from ..sparse.encoder import SparseEncoder
 from .manifest import representations
-from .writer import IndexWriter
-
-COMPACT_MAX_SEGMENTS = 8
-COMPACT_DEAD_FRACTION = 0.3
+from .writer import IndexWriter, LiveItem
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +66,7 @@ class BuildReport:
     texts_encoded: int = 0
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
+    staged: list[str] = field(default_factory=list)  # ids written (added or updated), in order
 
     @property
     def images_per_second(self) -> float:
@@ -119,9 +117,10 @@ def build_index(
                 todo.append(it)
             else:
                 report.unchanged += 1
-        for item_id, (seg, _) in live.items():
-            if item_id not in wanted:
-                writer.delete(seg, [item_id])
+        for item_id, old in live.items():
+            # Items added over the HTTP API belong to no source: re-indexing the source keeps them.
+            if item_id not in wanted and old.origin is None:
+                writer.delete(old.segment, [item_id])
                 report.removed += 1
         total = len(todo)
         done = 0
@@ -134,17 +133,28 @@ def build_index(
             if progress:
                 progress(done, total)
         writer.commit(complete=True)
-        if (len(writer.manifest["segments"]) > COMPACT_MAX_SEGMENTS
-                or writer.dead_fraction() > COMPACT_DEAD_FRACTION):
-            writer.compact()
+        writer.maybe_compact()
         report.counts = dict(writer.manifest["counts"])
     report.seconds = time.perf_counter() - start
     return report
 
 
+def stage_items(writer: IndexWriter, items: list[SourceItem], encoder: Encoder, *,
+                options: BuildOptions = BuildOptions(), sparse: SparseEncoder | None = None,
+                origin: str | None = None) -> BuildReport:
+    """Encode ``items`` and stage them in ``writer`` as one segment, replacing live items with the
+    same ids; nothing is visible before ``writer.commit()``. For callers that add items one batch at
+    a time (the HTTP API) rather than from a source. ``origin`` is recorded in each item."""
+    report = BuildReport(index=str(writer.root))
+    reprs = writer.manifest["representations"]
+    _encode_chunk(items, encoder, writer, writer.live_items(), options, report,
+                  sparse if "sparse" in reprs else None, origin)
+    return report
+
+
 def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter,
-                  live: dict[str, tuple[str, str]], options: BuildOptions, report: BuildReport,
-                  sparse: SparseEncoder | None) -> None:
+                  live: dict[str, LiveItem], options: BuildOptions, report: BuildReport,
+                  sparse: SparseEncoder | None, origin: str | None = None) -> None:
     """Encode one checkpoint's items and stage them as a segment (plus deletion of old versions)."""
     with_image = [it for it in chunk if it.image is not None]
     ok_vectors: dict[str, np.ndarray] = {}
@@ -159,12 +169,13 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
             ok_vectors[with_image[pos].id] = vec
     kept = [it for it in chunk if it.image is None or it.id in ok_vectors]
     report.images_encoded += len(ok_vectors)
+    report.staged.extend(it.id for it in kept)
     report.updated += sum(it.id in live for it in kept)
     report.added += sum(it.id not in live for it in kept)
     # A changed item's old version goes in the same commit as its new one (or as its failure).
     for it in chunk:
         if it.id in live:
-            writer.delete(live[it.id][0], [it.id])
+            writer.delete(live[it.id].segment, [it.id])
     items: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
     rows: list[np.ndarray] = []
@@ -173,8 +184,11 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
         if it.image is not None:
             row = len(rows)
             rows.append(ok_vectors[it.id])
-        items.append({"id": it.id, "image": it.image, "row": row, "signature": it.signature,
-                      "meta": it.meta, "captions": len(it.captions)})
+        record = {"id": it.id, "image": it.image, "row": row, "signature": it.signature,
+                  "meta": it.meta, "captions": len(it.captions)}
+        if origin is not None:
+            record["origin"] = origin
+        items.append(record)
         texts.extend({"id": f"{it.id}#{n}", "item": it.id, "text": c} for n, c in enumerate(it.captions))
     dim = encoder.dim
     text_vectors = encoder.encode_texts([t["text"] for t in texts]) if texts else np.zeros((0, dim), np.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,29 @@ class Segment:
     deleted: set[str]
     image_sparse: SparseIndex | None = None
     text_sparse: SparseIndex | None = None
+    _by_id: dict[str, tuple[dict[str, Any], list[int]]] | None = None
+
+    def record(self, item_id: str) -> tuple[dict[str, Any], list[int]] | None:
+        """(item record, its caption rows) of a live item of this segment, or None.
+
+        The id map is built on first use and shared by every snapshot that reuses this segment.
+        """
+        if self._by_id is None:
+            by_id: dict[str, tuple[dict[str, Any], list[int]]] = {it["id"]: (it, []) for it in self.items}
+            for row, t in enumerate(self.text_rows):
+                by_id[t["item"]][1].append(row)
+            self._by_id = by_id
+        if item_id in self.deleted:
+            return None
+        return self._by_id.get(item_id)
+
+    def with_deleted(self, deleted: set[str]) -> Segment:
+        """The same segment (arrays, records and id map shared) under another set of deletions."""
+        if deleted == self.deleted:
+            return self
+        image_live = np.array([it["id"] not in deleted for it in self.image_items], dtype=bool)
+        text_live = np.array([t["item"] not in deleted for t in self.text_rows], dtype=bool)
+        return replace(self, image_live=image_live, text_live=text_live, deleted=deleted)
 
     def side(self, target: Target) -> tuple[np.ndarray, np.ndarray, SparseIndex | None]:
         """(dense vectors, live mask, sparse index) of the images or the captions."""
@@ -96,13 +119,52 @@ class DenseIndex:
         self.segments = segments
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> DenseIndex:
+    def open(cls, path: str | os.PathLike[str], *, reuse: DenseIndex | None = None) -> DenseIndex:
+        """Open the index's current commit.
+
+        ``reuse``: an earlier snapshot of the same folder; its segments that are still committed are
+        shared (segments never change once committed, only their deletions), so re-opening after an
+        incremental add reads just the new segments.
+        """
         root = Path(path)
         manifest = read_manifest(root)
         tomb = read_tombstones(root, manifest)
         sparse = "sparse" in manifest["representations"]
-        segments = [_load_segment(root, s["name"], set(tomb.get(s["name"], ())), sparse) for s in manifest["segments"]]
+        old = {s.name: s for s in reuse.segments} if reuse is not None and reuse.root == root else {}
+        segments = []
+        for s in manifest["segments"]:
+            deleted = set(tomb.get(s["name"], ()))
+            seg = old.get(s["name"])
+            segments.append(seg.with_deleted(deleted) if seg is not None
+                            else _load_segment(root, s["name"], deleted, sparse))
         return cls(root, manifest, segments)
+
+    @property
+    def generation(self) -> int:
+        """Commit number of this snapshot (grows with every commit)."""
+        return int(self.manifest.get("generation", 0))
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """A live item: its record plus ``texts`` (its captions), or None."""
+        for seg in self.segments:
+            found = seg.record(item_id)
+            if found is not None:
+                it, rows = found
+                return {**it, "texts": [seg.text_rows[r]["text"] for r in rows]}
+        return None
+
+    def item_vector(self, item_id: str) -> tuple[np.ndarray, str] | None:
+        """A live item's stored dense vector and its modality: the image's, or (text-only items)
+        the first caption's. None for an unknown id."""
+        self.require_representation("dense")
+        for seg in self.segments:
+            found = seg.record(item_id)
+            if found is not None:
+                it, rows = found
+                if it.get("row") is not None:
+                    return np.asarray(seg.images[it["row"]], dtype=np.float32), "image"
+                return np.asarray(seg.texts[rows[0]], dtype=np.float32), "text"
+        return None
 
     @property
     def encoder_info(self) -> dict[str, Any]:

@@ -13,17 +13,28 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._utils import atomic_write_json, display_path, read_jsonl, save_npy, write_jsonl
+from .._utils import atomic_write_json, display_path, fsync_dir, read_jsonl, save_npy, write_jsonl
 from ..errors import IncompatibleIndexError, IndexLockedError, InputError
 from ..sparse.index import SparseIndex
 from .manifest import FORMAT_VERSION, MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
 from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 
 LOCK = ".lock"
+COMPACT_MAX_SEGMENTS = 8
+COMPACT_DEAD_FRACTION = 0.3
+
+
+class LiveItem(NamedTuple):
+    """Where a live item is stored, its content signature, and who added it (``origin``: None for
+    items from the index's source, ``"api"`` for items added over the HTTP API)."""
+
+    segment: str
+    signature: str
+    origin: str | None
 
 
 class IndexWriter:
@@ -114,14 +125,14 @@ class IndexWriter:
             self._items_cache[name] = read_jsonl(self.root / SEGMENTS_DIR / name / "items.jsonl")
         return self._items_cache[name]
 
-    def live_items(self) -> dict[str, tuple[str, str]]:
-        """item id -> (segment name, signature) for every live item, pending segments included."""
-        live: dict[str, tuple[str, str]] = {}
+    def live_items(self) -> dict[str, LiveItem]:
+        """item id -> LiveItem for every live item, pending segments included."""
+        live: dict[str, LiveItem] = {}
         for seg in [*self.manifest["segments"], *self._pending_segments]:
             deleted = self.tombstones.get(seg["name"], set())
             for it in self._segment_items(seg["name"]):
                 if it["id"] not in deleted:
-                    live[it["id"]] = (seg["name"], it["signature"])
+                    live[it["id"]] = LiveItem(seg["name"], it["signature"], it.get("origin"))
         return live
 
     # -- changes -------------------------------------------------------------------------------------
@@ -155,6 +166,7 @@ class IndexWriter:
         write_jsonl(tmp / "items.jsonl", items)
         write_jsonl(tmp / "texts.jsonl", texts)
         os.replace(tmp, self.root / SEGMENTS_DIR / name)
+        fsync_dir(self.root / SEGMENTS_DIR)  # the rename must be durable before a manifest names it
         self._items_cache[name] = list(items)
         self._pending_segments.append({"name": name, "items": len(items), "images": int(len(images)),
                                        "texts": int(len(text_vectors))})
@@ -226,11 +238,30 @@ class IndexWriter:
         dead = sum(len(v) for v in self.tombstones.values())
         return dead / total if total else 0.0
 
-    def compact(self) -> None:
-        """Rewrite all live rows into a single segment, then commit."""
+    def maybe_compact(self, *, max_segments: int = COMPACT_MAX_SEGMENTS,
+                      dead_fraction: float = COMPACT_DEAD_FRACTION) -> bool:
+        """Merge segments when there are too many, rewrite everything when too much is deleted.
+
+        Tiered: past ``max_segments``, only the smallest segments are merged (into one), so a
+        trickle of small additions to a large index never rewrites the large segments.
+        Returns whether anything was rewritten.
+        """
+        segs = self.manifest["segments"]
+        if self.dead_fraction() > dead_fraction:
+            self.compact()
+            return True
+        if len(segs) <= max_segments:
+            return False
+        by_size = sorted(segs, key=lambda s: (s["items"], s["name"]))
+        self.compact([s["name"] for s in by_size[: len(segs) - max_segments // 2 + 1]])
+        return True
+
+    def compact(self, names: Sequence[str] | None = None) -> None:
+        """Rewrite the live rows of segments ``names`` (default: all) into one segment, then commit."""
         self.commit(complete=self.manifest["complete"])
-        old = list(self.manifest["segments"])
-        if len(old) <= 1 and not self.tombstones:
+        chosen = set(names) if names is not None else {s["name"] for s in self.manifest["segments"]}
+        old = [s for s in self.manifest["segments"] if s["name"] in chosen]
+        if not old or (len(old) == 1 and not self.tombstones.get(old[0]["name"])):
             return
         items: list[dict[str, Any]] = []
         texts: list[dict[str, Any]] = []
@@ -264,12 +295,17 @@ class IndexWriter:
                 sp_img.append(SparseIndex.open(folder / IMAGES_SPARSE).dequantised()[rows])
                 sp_txt.append(SparseIndex.open(folder / TEXTS_SPARSE).dequantised()[keep_t])
         dim = int(self.manifest["dim"]) if "dense" in self.manifest["representations"] else 0
-        self.manifest["segments"] = []
-        self.manifest["counts"] = {"items": 0, "images": 0, "texts": 0}
-        self.tombstones = {}
+        # The merged rows leave the counts and come back through add_segment.
+        counts = self.manifest["counts"]
+        counts["items"] -= len(items)
+        counts["images"] -= sum(len(p) for p in img_parts)
+        counts["texts"] -= len(texts)
+        self.manifest["segments"] = [s for s in self.manifest["segments"] if s["name"] not in chosen]
+        self.tombstones = {k: v for k, v in self.tombstones.items() if k not in chosen}
         self.add_segment(items, np.concatenate(img_parts) if img_parts else np.zeros((0, dim), np.float32),
                          texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32),
                          _vstack(sp_img) if sparse else None, _vstack(sp_txt) if sparse else None)
+        self._dirty = True
         self.commit(complete=self.manifest["complete"])
 
 

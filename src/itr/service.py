@@ -1,0 +1,481 @@
+"""A long-lived handle on one index for servers: searches run while items are added and deleted.
+
+Reads never wait for writes. Every request takes the current *snapshot* (an opened ``DenseIndex``,
+immutable) and answers from it; a write commits a new generation of the index on disk (atomic
+manifest swap, see ``itr.index.writer``) and only then swaps in a new snapshot, which shares every
+unchanged segment with the old one. A snapshot's files stay readable after a compaction removes them
+(POSIX unlink semantics), so an in-flight search never sees a half-applied change.
+
+Writes go through one committer thread that applies whatever requests are waiting as a single
+commit (group commit): under concurrent uploads that makes one segment and one fsync'd manifest per
+group instead of per item, and it serialises writers without a lock held across request threads. A
+request is acknowledged only after its commit is durable, so a crash (even ``kill -9``) loses no
+acknowledged item; files of a commit that never happened are removed at the next start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import threading
+import time
+import unicodedata
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ._utils import atomic_write_bytes, display_path
+from .collection import SourceItem
+from .encoders.base import Encoder
+from .errors import BadImageError, IndexLockedError, InputError, ItrError, NotFoundError, ReadOnlyError
+from .images import image_format, load_image_bytes
+from .index.build import BuildOptions, stage_items
+from .index.manifest import MANIFEST
+from .index.store import DenseIndex
+from .index.writer import IndexWriter
+from .search import Mode, Searcher, SearchOptions, SearchResponse, Target
+from .thumbnails import Thumbnail, ThumbnailCache
+
+log = logging.getLogger(__name__)
+
+MEDIA_DIR = "media"
+"""Uploaded images are stored in the index folder, under names the server chooses."""
+API_ORIGIN = "api"
+DEFAULTS = SearchOptions()
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceLimits:
+    """Request limits: they bound the work and memory one request can cost."""
+
+    max_k: int = 100
+    max_query_chars: int = 1000
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000  # uploads above this are refused before decoding (decompression bombs)
+    max_captions: int = 32
+    max_caption_chars: int = 2000
+    max_meta_bytes: int = 16 * 1024
+    max_id_chars: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class NewItem:
+    """An item to add: an image (encoded file bytes), captions, or both."""
+
+    image: bytes | None = None
+    captions: tuple[str, ...] = ()
+    id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    image_name: str = "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    id: str
+    status: str  # "added" or "updated"
+
+
+@dataclass(slots=True)
+class _Op:
+    kind: str  # "add" or "delete"
+    item_id: str
+    future: Future[Any]
+    item: SourceItem | None = None
+
+
+class _SerialEncoder:
+    """Runs one model call at a time. Torch already spreads one call over every core; concurrent calls
+    from request threads would only oversubscribe them (each slower, memory growing with the crowd)."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self._encoder = encoder
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._encoder.encode_texts(texts)
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        with self._lock:
+            return self._encoder.encode_images(images)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self._encoder.encode_pixels(pixels)
+
+
+class IndexService:
+    """Thread-safe search, item look-up, thumbnails and incremental add/delete on one index folder.
+
+    Args:
+        root: the index folder.
+        encoder: the model the index was built with (checked).
+        sparse: its lexicon encoder, for indexes that keep sparse vectors.
+        read_only: refuse adds and deletes (and never write to the folder).
+        thumbnails: the thumbnail cache (default: under the user's cache folder).
+        refresh_seconds: how often a read checks whether another process committed to the index.
+        lock_timeout: how long a write waits for another writer (``itr index``) to finish.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], encoder: Encoder, sparse: Any = None, *,
+                 read_only: bool = False, limits: ServiceLimits = ServiceLimits(),
+                 thumbnails: ThumbnailCache | None = None, refresh_seconds: float = 1.0,
+                 lock_timeout: float = 10.0) -> None:
+        self.root = Path(root).resolve()
+        self.limits = limits
+        self.read_only = read_only
+        self.refresh_seconds = refresh_seconds
+        self.lock_timeout = lock_timeout
+        self._encoder = _SerialEncoder(encoder)
+        self._sparse = sparse
+        self._thumbs = thumbnails or ThumbnailCache(max_pixels=limits.max_pixels)
+        self._refresh_lock = threading.Lock()
+        self._stamp = self._manifest_stamp()
+        self._searcher = Searcher(self._encoder, DenseIndex.open(self.root), sparse)  # type: ignore[arg-type]
+        self._checked = time.monotonic()
+        self._ops: queue.Queue[_Op | None] = queue.Queue()
+        self._committer: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        if not read_only:
+            self._collect_media_garbage()
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str], *, model: str | None = None, **kwargs: Any) -> IndexService:
+        """Open ``root`` with the encoders recorded in its manifest (``model``, if given, must match)."""
+        from .search import open_searcher
+
+        s = open_searcher(root, model)
+        return cls(root, s.encoder, s.sparse, **kwargs)
+
+    # -- snapshots ----------------------------------------------------------------------------------
+    def _manifest_stamp(self) -> tuple[int, int]:
+        try:
+            st = os.stat(self.root / MANIFEST)
+        except OSError:
+            return (0, 0)
+        return (st.st_ino, st.st_mtime_ns)
+
+    def _reload(self) -> None:
+        stamp = self._manifest_stamp()
+        index = DenseIndex.open(self.root, reuse=self._searcher.index)
+        self._searcher = Searcher(self._encoder, index, self._sparse)  # type: ignore[arg-type]
+        self._stamp = stamp
+
+    @property
+    def searcher(self) -> Searcher:
+        """The current snapshot's searcher. Also picks up commits made by other processes (checked at
+        most every ``refresh_seconds``, by one request while the others go on with the old snapshot)."""
+        now = time.monotonic()
+        if now - self._checked >= self.refresh_seconds and self._refresh_lock.acquire(blocking=False):
+            try:
+                self._checked = now
+                if self._manifest_stamp() != self._stamp:
+                    self._reload()
+            finally:
+                self._refresh_lock.release()
+        return self._searcher
+
+    @property
+    def index(self) -> DenseIndex:
+        return self.searcher.index
+
+    # -- reads --------------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        idx = self.index
+        reprs = idx.representations
+        modes = ([Mode.DENSE.value] if "dense" in reprs else []) + (
+            [Mode.SPARSE.value] + ([Mode.HYBRID.value] if "dense" in reprs else []) if "sparse" in reprs else [])
+        enc = idx.encoder_info
+        return {"index": str(self.root), "model": enc["spec"], "fingerprint": enc["fingerprint"], "dim": idx.dim,
+                "counts": idx.counts, "representations": reprs, "modes": modes,
+                "sparse_model": (idx.sparse_info or {}).get("spec"), "segments": len(idx.segments),
+                "generation": idx.generation, "read_only": self.read_only,
+                "limits": {"max_k": self.limits.max_k, "max_query_chars": self.limits.max_query_chars,
+                           "max_upload_bytes": self.limits.max_upload_bytes}}
+
+    def _check(self, options: SearchOptions) -> None:
+        if not 1 <= options.k <= self.limits.max_k:
+            raise InputError(f"k must be between 1 and {self.limits.max_k} (got {options.k})")
+
+    def search_text(self, query: str, options: SearchOptions = DEFAULTS) -> SearchResponse:
+        self._check(options)
+        if len(query) > self.limits.max_query_chars:
+            raise InputError(f"query is {len(query)} characters long; the limit is {self.limits.max_query_chars}")
+        return self.searcher.query_texts([query], options)[0]
+
+    def search_image(self, data: bytes, options: SearchOptions = DEFAULTS, *,
+                     name: str = "upload") -> SearchResponse:
+        """Search with an uploaded image (encoded bytes)."""
+        self._check(options)
+        s = self.searcher
+        image = load_image_bytes(data, name, draft_size=s.encoder.draft_size, max_pixels=self.limits.max_pixels)
+        return s.query_image(image, options)
+
+    def similar(self, item_id: str, options: SearchOptions = DEFAULTS) -> SearchResponse:
+        """"More like this": search with an indexed item's own stored vector; the item itself is left out."""
+        self._check(options)
+        s = self.searcher
+        found = s.index.item_vector(item_id)
+        if found is None:
+            raise NotFoundError(f"no item with id '{item_id}'")
+        vector, modality = found
+        res = s.query_vector(vector, modality, replace(options, k=options.k + 1))
+        hits = [h for h in res.hits if not (h.kind == "image" and h.item_id == item_id)][: options.k]
+        return replace(res, hits=hits)
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        """A live item's record: id, image path (or None), captions, meta, origin."""
+        rec = self.index.item(item_id)
+        if rec is None:
+            raise NotFoundError(f"no item with id '{item_id}'")
+        return {"id": rec["id"], "image": rec.get("image"), "captions": rec["texts"], "meta": rec.get("meta", {}),
+                "origin": rec.get("origin")}
+
+    def thumbnail(self, item_id: str, size: int = 256) -> Thumbnail:
+        """The item's image, resized. The path comes from the index record, never from the request."""
+        rec = self.item(item_id)
+        if rec["image"] is None:
+            raise NotFoundError(f"item '{item_id}' has no image (it is a text-only item)")
+        try:
+            return self._thumbs.get(rec["image"], size)
+        except BadImageError as exc:
+            raise NotFoundError(f"the image of item '{item_id}' cannot be read: {exc}") from None
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def add(self, new: NewItem, *, timeout: float | None = 120.0) -> AddResult:
+        """Add (or replace, when ``new.id`` is live) one item; returns once the commit is durable.
+
+        Raises:
+            InputError: a field is invalid or the image cannot be decoded (nothing is written).
+            ReadOnlyError: the service is read-only.
+            IndexLockedError: another process kept the index locked past ``lock_timeout``.
+        """
+        self._writable()
+        item = self._validate(new)
+        image_path: Path | None = None
+        if new.image is not None:
+            image_path = self._store_media(item.id, new.image, new.image_name)
+            item = replace(item, image=str(image_path),
+                           signature=item.signature + ":" + hashlib.sha256(new.image).hexdigest()[:16])
+        try:
+            return self._submit(_Op("add", item.id, Future(), item), timeout)  # type: ignore[no-any-return]
+        except BaseException:
+            if image_path is not None:
+                self._drop_media([(item.id, str(image_path))])
+            raise
+
+    def delete(self, item_id: str, *, timeout: float | None = 120.0) -> None:
+        """Delete a live item; returns once the commit is durable. Raises NotFoundError for an unknown id."""
+        self._writable()
+        self._submit(_Op("delete", item_id, Future()), timeout)
+
+    def _writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError("this server is read-only (started with --read-only); adding and deleting "
+                                "items is turned off")
+
+    def _validate(self, new: NewItem) -> SourceItem:
+        lim = self.limits
+        captions = tuple(c.strip() for c in new.captions if c and c.strip())
+        if new.image is None and not captions:
+            raise InputError("an item needs an image, at least one non-empty caption, or both")
+        if len(captions) > lim.max_captions:
+            raise InputError(f"{len(captions)} captions; the limit is {lim.max_captions} per item")
+        for c in captions:
+            if len(c) > lim.max_caption_chars:
+                raise InputError(f"a caption is {len(c)} characters long; the limit is {lim.max_caption_chars}")
+        if not isinstance(new.meta, dict):
+            raise InputError("meta must be a JSON object")
+        meta_json = json.dumps(new.meta, sort_keys=True)
+        if len(meta_json) > lim.max_meta_bytes:
+            raise InputError(f"meta is {len(meta_json)} bytes as JSON; the limit is {lim.max_meta_bytes}")
+        if new.image is not None:
+            if len(new.image) > lim.max_upload_bytes:
+                raise InputError(f"{new.image_name}: {len(new.image)} bytes; the upload limit is {lim.max_upload_bytes}")
+            # Decode fully now: a bad upload is refused before anything is written.
+            load_image_bytes(new.image, new.image_name, max_pixels=lim.max_pixels)
+        item_id = new.id if new.id is not None else self._default_id(new, captions)
+        if (not item_id or len(item_id) > lim.max_id_chars or item_id != item_id.strip()
+                or any(unicodedata.category(ch)[0] == "C" for ch in item_id)):
+            raise InputError(f"id must be 1-{lim.max_id_chars} printable characters, without leading or trailing "
+                             "spaces")
+        content = json.dumps({"captions": captions, "meta": new.meta}, sort_keys=True)
+        return SourceItem(id=item_id, image=None, captions=captions, meta=dict(new.meta),
+                          signature="api:" + hashlib.sha256(content.encode()).hexdigest()[:16])
+
+    @staticmethod
+    def _default_id(new: NewItem, captions: tuple[str, ...]) -> str:
+        """Content-addressed: uploading the same image (or the same captions) again updates one item."""
+        h = hashlib.sha256(new.image if new.image is not None else "\n".join(captions).encode())
+        return f"upload/{h.hexdigest()[:16]}"
+
+    def _store_media(self, item_id: str, data: bytes, name: str) -> Path:
+        """Write an upload under a name derived from the item id and content (atomic, durable)."""
+        fmt = image_format(data)
+        ext = _EXTENSIONS.get(fmt or "", ".img")
+        stem = hashlib.sha256(item_id.encode()).hexdigest()[:16] + "-" + hashlib.sha256(data).hexdigest()[:16]
+        path = self.root / MEDIA_DIR / f"{stem}{ext}"
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return path
+
+    def _drop_media(self, stale: Sequence[tuple[str, str]]) -> None:
+        """Remove uploaded files (item id, path) that their item no longer refers to. A media file's
+        name is derived from its item's id, so no other item can refer to it; nothing outside the
+        media folder is ever removed."""
+        media = self.root / MEDIA_DIR
+        idx = self._searcher.index
+        for item_id, p in stale:
+            path = Path(p)
+            rec = idx.item(item_id)
+            if path.parent != media or (rec is not None and rec.get("image") == p):
+                continue
+            path.unlink(missing_ok=True)
+
+    def _collect_media_garbage(self) -> None:
+        """Remove uploads left by adds that never committed (a crash between upload and commit)."""
+        media = self.root / MEDIA_DIR
+        if not media.is_dir():
+            return
+        try:
+            with IndexWriter(self.root, **self._writer_args()):
+                used = {it.get("image") for it in DenseIndex.open(self.root).items()}
+                for f in media.iterdir():
+                    if str(f) not in used:
+                        f.unlink(missing_ok=True)
+        except IndexLockedError:
+            pass  # another writer is busy; the next start collects
+
+    # -- the committer ------------------------------------------------------------------------------
+    def _submit(self, op: _Op, timeout: float | None) -> Any:
+        with self._start_lock:
+            if self._committer is None or not self._committer.is_alive():
+                self._committer = threading.Thread(target=self._run, name="itr-committer", daemon=True)
+                self._committer.start()
+        self._ops.put(op)
+        return op.future.result(timeout=timeout)
+
+    def close(self) -> None:
+        """Finish the writes already submitted and stop the committer."""
+        if self._committer is not None and self._committer.is_alive():
+            self._ops.put(None)
+            self._committer.join()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._ops.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 512:
+                try:
+                    nxt = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            while batch:
+                group = _take_group(batch)
+                try:
+                    self._apply(group)
+                except BaseException as exc:  # noqa: BLE001 - every waiting request must get an answer
+                    for op in group:
+                        if not op.future.done():
+                            op.future.set_exception(exc if isinstance(exc, ItrError) else
+                                                    ItrError(f"the index could not be changed: {exc}"))
+
+    def _writer_args(self) -> dict[str, Any]:
+        idx = self._searcher.index
+        sparse = self._sparse.describe() if self._sparse is not None and "sparse" in idx.representations else None
+        return {"encoder": self._encoder.describe(), "source": idx.manifest.get("source"),
+                "reprs": idx.representations, "sparse": sparse}
+
+    def _open_writer(self) -> IndexWriter:
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            writer = IndexWriter(self.root, **self._writer_args())
+            try:
+                return writer.__enter__()
+            except IndexLockedError:
+                if time.monotonic() >= deadline:
+                    raise IndexLockedError(f"{display_path(self.root)}: another process (itr index?) has been "
+                                           f"writing this index for over {self.lock_timeout:.0f} s; retry later") from None
+                time.sleep(0.05)
+
+    def _apply(self, group: list[_Op]) -> None:
+        writer = self._open_writer()
+        stale: list[tuple[str, str]] = []
+        try:
+            live = writer.live_items()
+            if group[0].kind == "delete":
+                results: dict[int, Any] = {}
+                for i, op in enumerate(group):
+                    old = live.get(op.item_id)
+                    if old is None:
+                        results[i] = NotFoundError(f"no item with id '{op.item_id}'")
+                        continue
+                    rec = self._searcher.index.item(op.item_id)
+                    if rec is not None and rec.get("origin") == API_ORIGIN and rec.get("image"):
+                        stale.append((op.item_id, rec["image"]))
+                    writer.delete(old.segment, [op.item_id])
+                    results[i] = None
+            else:
+                items = [op.item for op in group if op.item is not None]
+                for it in items:
+                    rec = self._searcher.index.item(it.id) if it.id in live else None
+                    if rec is not None and rec.get("origin") == API_ORIGIN and rec.get("image") not in (None, it.image):
+                        stale.append((it.id, rec["image"]))
+                report = stage_items(writer, items, self._encoder,  # type: ignore[arg-type]
+                                     options=BuildOptions(workers=1, max_pixels=self.limits.max_pixels),
+                                     sparse=self._sparse, origin=API_ORIGIN)
+                staged = set(report.staged)
+                results = {i: (AddResult(op.item_id, "updated" if op.item_id in live else "added")
+                               if op.item_id in staged else
+                               InputError(next((f for f in report.failed), f"item '{op.item_id}' could not be encoded")))
+                           for i, op in enumerate(group)}
+            writer.commit()
+            self._reload()
+            for i, op in enumerate(group):  # durable and visible: acknowledge
+                r = results[i]
+                if isinstance(r, BaseException):
+                    op.future.set_exception(r)
+                else:
+                    op.future.set_result(r)
+            self._drop_media(stale)
+            try:
+                if writer.maybe_compact():
+                    self._reload()
+            except Exception:  # a failed merge leaves the committed segments as they were
+                log.exception("merging segments of %s failed; the index is unchanged", self.root)
+        finally:
+            writer.__exit__()
+
+
+def _take_group(batch: list[_Op]) -> list[_Op]:
+    """Pop the longest run of same-kind operations on distinct ids from the front of ``batch``:
+    a run is one commit, and order between an add and a delete of the same id is kept."""
+    group: list[_Op] = []
+    ids: set[str] = set()
+    while batch and batch[0].kind == (group[0].kind if group else batch[0].kind) and batch[0].item_id not in ids:
+        op = batch.pop(0)
+        ids.add(op.item_id)
+        group.append(op)
+    return group
+
+
+__all__ = ["AddResult", "IndexService", "NewItem", "ServiceLimits", "Target"]
