@@ -11,7 +11,7 @@ from itr.testing import ColorEncoder, solid_image
 def pytest_configure(config: pytest.Config) -> None:
     # Derived model files (class-prompt embeddings) go to pytest's cache folder: never the user's
     # home, and reused across runs. Set before any fixture loads a model.
-    os.environ["ITR_CACHE_DIR"] = str(config.cache.mkdir("itr-cache")) if config.cache else "/tmp/itr-test-cache"
+    os.environ["ITR_CACHE_DIR"] = str(config.cache.mkdir("itr-cache")) if getattr(config, "cache", None) else "/tmp/itr-test-cache"
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from itr.errors import InputError, UnknownNameError
 
 def test_all_is_in_sync() -> None:
     public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "cli", "collection", "datasets",
-              "encoders", "errors", "eval", "images", "index", "search", "sparse", "testing", "train", "types"}
+              "encoders", "errors", "eval", "images", "index", "search", "server", "service", "sparse", "testing",
+              "thumbnails", "train", "types"}
     assert public == set(itr.__all__) - {"__version__"}
 
 

@@ -333,9 +333,14 @@ def serve(
         err.print(f"serving {display_path(index_dir)} ({c['images']} images, {c['texts']} texts) on "
                   f"http://{host}:{port}/" + (" (read-only)" if read_only else ""))
     try:
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal (exit status 130 /
+        # -15, as a shell expects); Ctrl-C is the normal way to stop, so it is not reported as an error.
         uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    except KeyboardInterrupt:
+        pass
     finally:
         service.close()
+    err.print("server stopped; every acknowledged change is on disk")
 
 
 @app.command("make-dataset")

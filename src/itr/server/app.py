@@ -149,7 +149,8 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
     def get_item(item_id: str) -> Item:
         return _item(service.item(item_id))
 
-    @app.post("/api/items", response_model=Added, status_code=201, tags=["items"], responses=WRITE_ERRORS)
+    @app.post("/api/items", response_model=Added, status_code=201, tags=["items"],
+              responses={**WRITE_ERRORS, "200": {"model": Added, "description": "An item with this id was replaced"}})
     def add_item(
         response: Response,
         image: Annotated[UploadFile | None, File(description="The item's image.")] = None,

@@ -1,0 +1,96 @@
+"""Loopback load test of `itr serve`: 50 concurrent clients, a fixed number of requests, 0 errors expected.
+
+Starts the real CLI server (uvicorn, one process) on the demo index (built-in model, --repr both),
+warms it up, then runs
+  1. one client (latency without queueing), and
+  2. N concurrent clients (default 50),
+each sending a seeded mix of what the search page sends: text searches in dense, sparse and hybrid
+mode, thumbnails of results, "more like this", info. Client and server share this machine's cores.
+
+    python benchmarks/serve_load.py --index .demo/index --json bench-out/serve_load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from itr.index import DenseIndex
+from itr.server.loadgen import default_mix, run_load
+
+QUERIES = ["a bicycle", "a cat", "pizza", "a red heart", "the moon", "a musical instrument", "a dog", "rain",
+           "a flag", "fire", "a car", "a happy face", "fruit", "a bird", "a house", "money", "a clock", "a tree",
+           "sports", "a jar of beans"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--index", default=".demo/index", help="index folder (make demo builds .demo/index)")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=40, help="requests per client")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    index = Path(args.index)
+    idx = DenseIndex.open(index)
+    ids = [it["id"] for it in idx.items() if it.get("row") is not None]
+    random.Random(0).shuffle(ids)
+    modes = [m for m in ("dense", "sparse", "hybrid") if m == "dense" or "sparse" in idx.representations]
+    mix = default_mix(QUERIES, ids[:200], modes=modes)
+
+    port = _free_port()
+    itr = shutil.which("itr", path=os.path.dirname(sys.executable)) or "itr"
+    proc = subprocess.Popen([itr, "serve", str(index), "--port", str(port), "--log-level", "warning", "--read-only"])
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(base + "/api/health", timeout=2).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("server did not start") from None
+                time.sleep(0.2)
+        # Warm-up: compile the sparse kernels, touch every kind of request once (thumbnails stay cold
+        # for most of the 200 items: the first load run makes them, as a first page view would).
+        run_load(base, mix[:: max(1, len(mix) // 50)], clients=1, requests_per_client=50, seed=99)
+        single = run_load(base, mix, clients=1, requests_per_client=200, seed=1)
+        loaded = run_load(base, mix, clients=args.clients, requests_per_client=args.requests, seed=2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    result = {
+        "machine": f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "index": {"path": str(index), "items": len(idx), "representations": idx.representations,
+                  "model": idx.encoder_info["spec"]},
+        "single_client": single.summary(),
+        "concurrent": loaded.summary(),
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if loaded.errors or single.errors:
+        print("errors:", (single.errors + loaded.errors)[:10], file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
