@@ -1,10 +1,11 @@
 """Loopback load test of `itr serve`: 50 concurrent clients, a fixed number of requests, 0 errors expected.
 
 Starts the real CLI server (uvicorn, one process) on the demo index (built-in model, --repr both),
-warms it up, then runs
+with a fresh thumbnail cache, warms it up, then runs
   1. one client (latency without queueing), and
   2. N concurrent clients (default 50),
-each sending a seeded mix of what the search page sends: text searches in dense, sparse and hybrid
+then repeats the concurrent run on a server started with --max-batch 1 (no query batching), for the
+ratio. Every client sends a seeded mix of what the search page sends: text searches in dense, sparse and hybrid
 mode, thumbnails of results, "more like this", info. Client and server share this machine's cores.
 
     python benchmarks/serve_load.py --index .demo/index --json bench-out/serve_load.json
@@ -22,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -40,6 +42,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start(index: Path, thumbs: Path, max_batch: int) -> tuple[str, subprocess.Popen[bytes]]:
+    port = _free_port()
+    itr = shutil.which("itr", path=os.path.dirname(sys.executable)) or "itr"
+    proc = subprocess.Popen([itr, "serve", str(index), "--port", str(port), "--log-level", "warning", "--read-only",
+                             "--max-batch", str(max_batch), "--thumbnail-cache", str(thumbs)])
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(base + "/api/health", timeout=2).read()
+            return base, proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit("server did not start") from None
+            time.sleep(0.2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--index", default=".demo/index", help="index folder (make demo builds .demo/index)")
@@ -54,41 +74,36 @@ def main() -> None:
     modes = [m for m in ("dense", "sparse", "hybrid") if m == "dense" or "sparse" in idx.representations]
     mix = default_mix(QUERIES, ids[:200], modes=modes)
 
-    port = _free_port()
-    itr = shutil.which("itr", path=os.path.dirname(sys.executable)) or "itr"
-    proc = subprocess.Popen([itr, "serve", str(index), "--port", str(port), "--log-level", "warning", "--read-only"])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, max_batch in (("batched", 64), ("unbatched", 1)):
+            base, proc = _start(index, Path(tmp) / label, max_batch)
             try:
-                urllib.request.urlopen(base + "/api/health", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("server did not start") from None
-                time.sleep(0.2)
-        # Warm-up: compile the sparse kernels, touch every kind of request once (thumbnails stay cold
-        # for most of the 200 items: the first load run makes them, as a first page view would).
-        run_load(base, mix[:: max(1, len(mix) // 50)], clients=1, requests_per_client=50, seed=99)
-        single = run_load(base, mix, clients=1, requests_per_client=200, seed=1)
-        loaded = run_load(base, mix, clients=args.clients, requests_per_client=args.requests, seed=2)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+                # Warm-up: compile the sparse kernels, touch every kind of request once (most of the 200
+                # thumbnails stay cold: the first run makes them, as first page views would).
+                run_load(base, mix[:: max(1, len(mix) // 50)], clients=1, requests_per_client=50, seed=99)
+                if label == "batched":
+                    runs["single_client"] = run_load(base, mix, clients=1, requests_per_client=200, seed=1)
+                runs[label] = run_load(base, mix, clients=args.clients, requests_per_client=args.requests, seed=2)
+            finally:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(timeout=60)
+    single, loaded, unbatched = runs["single_client"], runs["batched"], runs["unbatched"]
     result = {
         "machine": f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "index": {"path": str(index), "items": len(idx), "representations": idx.representations,
                   "model": idx.encoder_info["spec"]},
         "single_client": single.summary(),
         "concurrent": loaded.summary(),
+        "concurrent_max_batch_1": unbatched.summary(),
+        "batching_speedup_rps": round(loaded.summary()["rps"] / unbatched.summary()["rps"], 2),
     }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    if loaded.errors or single.errors:
-        print("errors:", (single.errors + loaded.errors)[:10], file=sys.stderr)
+    if loaded.errors or single.errors or unbatched.errors:
+        print("errors:", (single.errors + loaded.errors + unbatched.errors)[:10], file=sys.stderr)
         raise SystemExit(1)
 
 

@@ -65,6 +65,7 @@ class ServiceLimits:
     max_caption_chars: int = 2000
     max_meta_bytes: int = 16 * 1024
     max_id_chars: int = 256
+    max_batch: int = 64  # queries encoded together under load (1: one model call per query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,26 +94,62 @@ class _Op:
 
 
 class _SerialEncoder:
-    """Runs one model call at a time. Torch already spreads one call over every core; concurrent calls
-    from request threads would only oversubscribe them (each slower, memory growing with the crowd)."""
+    """Runs one model call at a time, and batches the calls that queue up meanwhile.
 
-    def __init__(self, encoder: Encoder) -> None:
+    Torch already spreads one call over every core, so concurrent calls from request threads would
+    only oversubscribe them. Instead, whichever thread gets the model next encodes every query waiting
+    by then in one batch (leader/follower combining): on 2 cores the built-in text model takes 6.7 ms
+    for one query and 41 ms for 32, so under load a crowd of queries costs a few batches, not a queue
+    of single calls.
+    """
+
+    def __init__(self, encoder: Encoder, max_batch: int = 64) -> None:
         self._encoder = encoder
-        self._lock = threading.Lock()
+        self.max_batch = max(1, max_batch)
+        self._model = threading.Lock()
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, list[tuple[Sequence[Any], Future[np.ndarray]]]] = {"texts": [], "images": []}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._encoder, name)
 
+    def _combined(self, kind: str, inputs: Sequence[Any]) -> np.ndarray:
+        mine: Future[np.ndarray] = Future()
+        with self._pending_lock:
+            self._pending[kind].append((inputs, mine))
+        while not mine.done():
+            with self._model:
+                if mine.done():
+                    break
+                with self._pending_lock:
+                    queue_ = self._pending[kind]
+                    take, n = 0, 0
+                    while take < len(queue_) and (take == 0 or n + len(queue_[take][0]) <= self.max_batch):
+                        n += len(queue_[take][0])
+                        take += 1
+                    batch, self._pending[kind] = queue_[:take], queue_[take:]
+                flat = [x for inputs_, _ in batch for x in inputs_]
+                try:
+                    fn = self._encoder.encode_texts if kind == "texts" else self._encoder.encode_images
+                    vectors = fn(flat)
+                except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the error
+                    for _, fut in batch:
+                        fut.set_exception(exc)
+                    continue
+                start = 0
+                for inputs_, fut in batch:
+                    fut.set_result(vectors[start : start + len(inputs_)])
+                    start += len(inputs_)
+        return mine.result()
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            return self._encoder.encode_texts(texts)
+        return self._combined("texts", list(texts))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        with self._lock:
-            return self._encoder.encode_images(images)
+        return self._combined("images", list(images))
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        with self._lock:
+        with self._model:
             return self._encoder.encode_pixels(pixels)
 
 
@@ -138,7 +175,7 @@ class IndexService:
         self.read_only = read_only
         self.refresh_seconds = refresh_seconds
         self.lock_timeout = lock_timeout
-        self._encoder = _SerialEncoder(encoder)
+        self._encoder = _SerialEncoder(encoder, limits.max_batch)
         self._sparse = sparse
         self._thumbs = thumbnails or ThumbnailCache(max_pixels=limits.max_pixels)
         self._refresh_lock = threading.Lock()

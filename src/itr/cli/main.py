@@ -313,6 +313,8 @@ def serve(
     read_only: Annotated[bool, typer.Option(help="Refuse adding and deleting items.")] = False,
     max_upload_mb: Annotated[float, typer.Option(help="Largest accepted upload, in MB.")] = 20.0,
     max_k: Annotated[int, typer.Option(help="Largest number of results a request may ask for.")] = 100,
+    max_batch: Annotated[int, typer.Option(help="Queries encoded together when requests queue up (1: no batching).")] = 64,
+    thumbnail_cache: Annotated[Path | None, typer.Option(help="Folder for cached thumbnails (default: the user cache).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info, warning, error...).")] = "info",
 ) -> None:
     """Serve an index over HTTP: a search page at / and a JSON API under /api (schema at /docs)."""
@@ -323,11 +325,13 @@ def serve(
 
         uvicorn = require("uvicorn", "server", "itr serve")
         from ..server import create_app
+        from ..thumbnails import ThumbnailCache
 
-        limits = ServiceLimits(max_k=max_k, max_upload_bytes=int(max_upload_mb * 1024 * 1024))
+        limits = ServiceLimits(max_k=max_k, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch)
+        thumbs = ThumbnailCache(thumbnail_cache, max_pixels=limits.max_pixels)
         service = _with_spinner(f"loading {display_path(index_dir)}",
-                                lambda: IndexService.open(index_dir, model=model, read_only=read_only, limits=limits),
-                                False)
+                                lambda: IndexService.open(index_dir, model=model, read_only=read_only, limits=limits,
+                                                          thumbnails=thumbs), False)
         app_ = create_app(service)
         c = service.index.counts
         err.print(f"serving {display_path(index_dir)} ({c['images']} images, {c['texts']} texts) on "

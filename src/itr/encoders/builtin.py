@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -73,14 +74,20 @@ class MiniLMText:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
             self.model = transformers.AutoModel.from_pretrained(str(self.path)).eval()
         self.max_tokens = max_tokens
+        # A fast tokenizer is not thread-safe: every call sets truncation/padding on its one Rust
+        # backend, so two threads (a server's requests; the model and the lexicon's known-word check
+        # share this tokenizer) can get each other's padding. Every use goes through ``tokenize``.
+        self._tokenizer_lock = threading.Lock()
+
+    def tokenize(self, texts: list[str], **kwargs: Any) -> Any:
+        with self._tokenizer_lock:
+            return self.tokenizer(texts, **kwargs)
 
     def files(self) -> list[Path]:
         return [self.path / "model.safetensors", self.path / "tokenizer.json"]
 
     def embed(self, texts: list[str]) -> Any:
-        batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
+        batch = self.tokenize(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
         hidden = self.model(**batch).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

@@ -75,7 +75,7 @@ class LexiconEncoder:
         self.vocab = text.tokenizer.convert_ids_to_tokens(list(range(text.tokenizer.vocab_size)))
         if len(self.vocab) != self.config.vocab_size:
             raise IncompatibleModelError(f"{folder}: head vocabulary {self.config.vocab_size} != tokenizer {len(self.vocab)}")
-        self._tokenizer = text.tokenizer
+        self._text = text
         self._fold: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._known = np.zeros(len(self.vocab), dtype=bool)
         self._known[self.head.terms.numpy()] = True
@@ -137,7 +137,7 @@ class LexiconEncoder:
         """How many of each text's own words are lexicon terms. The head expands any input, but an
         expansion of a query with no known word (a typo, another script) is noise: search treats
         such a query as having no terms."""
-        ids = self._tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
+        ids = self._text.tokenize(list(texts), add_special_tokens=False, truncation=True, max_length=256)["input_ids"]
         return np.array([int(self._known[row].sum()) if row else 0 for row in ids], dtype=np.int64)
 
     def describe(self) -> dict[str, Any]:

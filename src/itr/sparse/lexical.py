@@ -42,8 +42,8 @@ class BuiltinLexicalEncoder:
 
     def _terms_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Content-term ids of each text, tokenised in one call (the fast tokenizer batches in Rust)."""
-        ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=True,
-                             max_length=self.base.config.max_text_tokens)["input_ids"]
+        ids = self.base.text.tokenize(list(texts), add_special_tokens=False, truncation=True,
+                                      max_length=self.base.config.max_text_tokens)["input_ids"]
         return [[i for i in row if self._content[i]] for row in ids]
 
     def fit_idf(self, texts: Sequence[str]) -> None:

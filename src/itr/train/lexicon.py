@@ -99,7 +99,7 @@ def _caption_terms(encoder: BuiltinProjectorEncoder, texts: list[str], terms: np
 
     column = np.full(vocab_size, -1, dtype=np.int64)
     column[terms] = np.arange(len(terms))
-    ids = encoder.text.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
+    ids = encoder.text.tokenize(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
     rows, cols = [], []
     for r, row in enumerate(ids):
         found = np.unique(column[row]) if row else np.zeros(0, np.int64)
