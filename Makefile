@@ -31,6 +31,7 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
 	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode sparse --explain   # learned-sparse terms
 	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode hybrid
+	@echo "Search it from a browser: $(BIN)/itr serve $(DEMO)/index  (then open http://127.0.0.1:8000/)"
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
@@ -44,6 +45,8 @@ bench: $(STAMP) system-deps
 	$(MAKE) bench-eval
 	$(BIN)/python benchmarks/sparse_vs_dense.py --n 100000 --json bench-out/sparse_vs_dense_100k.json
 	$(BIN)/python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json
+	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index --repr both -q
+	$(BIN)/python benchmarks/serve_load.py --index $(DEMO)/index --json bench-out/serve_load.json
 
 # Quality of the built-in model on the offline test splits (figures in BENCHMARKS.md).
 bench-eval: $(STAMP) system-deps
