@@ -24,12 +24,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from itr.index import DenseIndex
-from itr.server.loadgen import default_mix, run_load
+from itr.server.loadgen import default_mix, run_load, wait_for_server
 
 QUERIES = ["a bicycle", "a cat", "pizza", "a red heart", "the moon", "a musical instrument", "a dog", "rain",
            "a flag", "fire", "a car", "a happy face", "fruit", "a bird", "a house", "money", "a clock", "a tree",
@@ -48,16 +46,12 @@ def _start(index: Path, thumbs: Path, max_batch: int) -> tuple[str, subprocess.P
     proc = subprocess.Popen([itr, "serve", str(index), "--port", str(port), "--log-level", "warning", "--read-only",
                              "--max-batch", str(max_batch), "--thumbnail-cache", str(thumbs)])
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(base + "/api/health", timeout=2).read()
-            return base, proc
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise SystemExit("server did not start") from None
-            time.sleep(0.2)
+    try:
+        wait_for_server(base, proc, timeout=180)
+    except (RuntimeError, TimeoutError) as exc:
+        proc.kill()
+        raise SystemExit(str(exc)) from None
+    return base, proc
 
 
 def main() -> None:

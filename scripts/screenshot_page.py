@@ -8,13 +8,12 @@ from __future__ import annotations
 import shutil
 import sys
 import threading
-import time
-import urllib.request
 
 import uvicorn
 from playwright.sync_api import sync_playwright
 
 from itr.server import create_app
+from itr.server.loadgen import wait_for_server
 from itr.service import IndexService
 
 
@@ -22,12 +21,7 @@ def main(index: str, query: str, out: str) -> None:
     service = IndexService.open(index, read_only=True)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=8765, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
-    for _ in range(100):
-        try:
-            urllib.request.urlopen("http://127.0.0.1:8765/api/health").read()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_for_server("http://127.0.0.1:8765")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1200, "height": 760})

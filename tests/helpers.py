@@ -154,28 +154,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_server(base_url: str, proc: Any = None, timeout: float = 60.0) -> None:
-    """Poll /api/health until it answers (fails early if ``proc`` exits)."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(base_url + "/api/health", timeout=2) as res:
-                if res.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"server at {base_url} did not start in {timeout} s")
-
-
 def start_color_server(index: Path) -> tuple[Any, str]:
     """``tests/serve_color.py`` in a subprocess (a real uvicorn server): (process, base URL)."""
     import subprocess
     import sys
+
+    from itr.server.loadgen import wait_for_server
 
     port = free_port()
     here = Path(__file__).parent

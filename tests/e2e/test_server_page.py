@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import free_port, run_cli, wait_for_server
+from helpers import free_port, run_cli
 
 pytestmark = [pytest.mark.builtin, pytest.mark.browser]
 pytest.importorskip("fastapi")
@@ -25,6 +25,7 @@ def server(emoji_jsonl: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     import uvicorn
 
     from itr.server import create_app
+    from itr.server.loadgen import wait_for_server
     from itr.service import IndexService
 
     index = tmp_path_factory.mktemp("serve") / "index"

@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 
 from itr.index import DenseIndex  # noqa: E402
 from itr.search import Searcher  # noqa: E402
-from itr.server.loadgen import default_mix, run_load  # noqa: E402
+from itr.server.loadgen import default_mix, run_load, wait_for_server  # noqa: E402
 from itr.testing import ColorEncoder  # noqa: E402
 
 
@@ -109,7 +109,7 @@ def test_itr_serve_command(emoji_jsonl: Path, tmp_path: Path) -> None:
     import sys
     import urllib.request
 
-    from helpers import free_port, run_cli, wait_for_server
+    from helpers import free_port, run_cli
 
     index = tmp_path / "index"
     assert run_cli("index", emoji_jsonl, "--out", index, "-q")[0] == 0

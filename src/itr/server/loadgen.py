@@ -46,6 +46,23 @@ class LoadReport:
         return out
 
 
+def wait_for_server(base_url: str, proc: Any = None, timeout: float = 60.0) -> None:
+    """Poll ``/api/health`` until the server answers; raise early if ``proc`` (a Popen) exits."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(base_url + "/api/health", timeout=2) as res:
+                if res.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"the server at {base_url} did not answer within {timeout:.0f} s")
+
+
 def default_mix(queries: Sequence[str], item_ids: Sequence[str], modes: Sequence[str] = ("dense",)) -> list[tuple[str, str]]:
     """(kind, path) requests a search page makes: text searches in each mode, the thumbnails of
     results, "more like this", and the odd info call."""
