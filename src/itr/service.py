@@ -179,6 +179,7 @@ class IndexService:
         self._sparse = sparse
         self._thumbs = thumbnails or ThumbnailCache(max_pixels=limits.max_pixels)
         self._refresh_lock = threading.Lock()
+        self._swap_lock = threading.Lock()
         self._stamp = self._manifest_stamp()
         self._searcher = Searcher(self._encoder, DenseIndex.open(self.root), sparse)  # type: ignore[arg-type]
         self._checked = time.monotonic()
@@ -207,8 +208,12 @@ class IndexService:
     def _reload(self) -> None:
         stamp = self._manifest_stamp()
         index = DenseIndex.open(self.root, reuse=self._searcher.index)
-        self._searcher = Searcher(self._encoder, index, self._sparse)  # type: ignore[arg-type]
-        self._stamp = stamp
+        with self._swap_lock:
+            # The committer and a refreshing request may both reload; the older snapshot must never
+            # replace the newer one (a client must see its acknowledged write on its next request).
+            if index.generation >= self._searcher.index.generation:
+                self._searcher = Searcher(self._encoder, index, self._sparse)  # type: ignore[arg-type]
+                self._stamp = stamp
 
     @property
     def searcher(self) -> Searcher:

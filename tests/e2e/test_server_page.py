@@ -107,6 +107,21 @@ def test_image_search_by_file_picker(page: Any, server: Any) -> None:
     assert top == image.stem  # the emoji's own item (ids are the file stems) comes first
 
 
+def test_image_search_by_drag_and_drop(page: Any) -> None:
+    page.click("#clear-image")
+    page.evaluate("""async () => {
+        const blob = await (await fetch('/api/items/emoji_1fad9/thumbnail?size=128')).blob();
+        const dt = new DataTransfer();
+        dt.items.add(new File([blob], 'dropped.jpg', { type: 'image/jpeg' }));
+        window.dispatchEvent(new DragEvent('dragenter', { dataTransfer: dt }));
+        window.dispatchEvent(new DragEvent('drop', { dataTransfer: dt }));
+    }""")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('dropped.jpg')", timeout=30_000)
+    _thumbnails_loaded(page, 3)
+    assert page.is_hidden("#drop")
+    assert page.locator("#results .card").first.get_attribute("data-id") == "emoji_1fad9"  # the dropped image itself
+
+
 def test_errors_are_shown_readably(page: Any) -> None:
     page.click("#clear-image")
     page.fill("#q", "x" * 1200)
