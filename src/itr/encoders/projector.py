@@ -12,14 +12,14 @@ A trained projector is a folder: ``projector.json`` (architecture + the base mod
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .._utils import atomic_write_bytes, require
-from ..errors import IncompatibleModelError, InputError
+from .._utils import require
+from ..errors import IncompatibleModelError
+from .head_files import fill_head, load_head_state, read_head_config, save_head_files
 
 PROJECTOR_FORMAT = "itr-projector"
 PROJECTOR_VERSION = 1
@@ -83,13 +83,9 @@ def build_heads(config: HeadsConfig) -> Any:
 
 def save_projector(folder: Path, heads: Any, config: HeadsConfig, *, trained_with: dict[str, Any] | None = None) -> None:
     """Write ``projector.json`` and ``heads.safetensors`` (float16) atomically into ``folder``."""
-    safetensors_torch = require("safetensors.torch", "builtin", "saving projection heads")
-    state = {k: v.detach().to(_torch().float16).contiguous() for k, v in heads.state_dict().items()}
-    atomic_write_bytes(folder / WEIGHTS_FILE, safetensors_torch.save(state))
-    meta = {"format": PROJECTOR_FORMAT, "format_version": PROJECTOR_VERSION,
-            "heads": asdict(config),
-            "trained_with": trained_with or {}}
-    atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    save_head_files(folder, heads, weights_file=WEIGHTS_FILE, config_file=CONFIG_FILE, fmt=PROJECTOR_FORMAT,
+                    version=PROJECTOR_VERSION, key="heads", config=asdict(config), trained_with=trained_with,
+                    what="projection heads")
 
 
 def is_projector_folder(folder: Path) -> bool:
@@ -97,36 +93,17 @@ def is_projector_folder(folder: Path) -> bool:
 
 
 def read_projector_config(folder: Path) -> HeadsConfig:
-    path = folder / CONFIG_FILE
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read projector config ({exc})") from None
-    if meta.get("format") != PROJECTOR_FORMAT:
-        raise IncompatibleModelError(f"{path}: not an ITR projector (format {meta.get('format')!r})")
-    if meta.get("format_version") != PROJECTOR_VERSION:
-        raise IncompatibleModelError(f"{path}: projector format version {meta.get('format_version')} is not "
-                                     f"supported (this ITR reads {PROJECTOR_VERSION}); retrain or upgrade ITR")
-    heads = dict(meta["heads"])
+    heads = read_head_config(folder, config_file=CONFIG_FILE, fmt=PROJECTOR_FORMAT, version=PROJECTOR_VERSION,
+                             key="heads", what="projector")
     heads["conse_templates"] = tuple(heads.get("conse_templates", ()))
     try:
         return HeadsConfig(**heads)
     except TypeError as exc:
-        raise IncompatibleModelError(f"{path}: unexpected projector settings ({exc})") from None
+        raise IncompatibleModelError(f"{folder / CONFIG_FILE}: unexpected projector settings ({exc})") from None
 
 
 def load_projector(folder: Path) -> tuple[HeadsConfig, Any]:
     """The heads of a projector folder, in eval mode, float32."""
     config = read_projector_config(folder)
-    safetensors_torch = require("safetensors.torch", "builtin", "loading projection heads")
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise InputError(f"{folder}: missing {WEIGHTS_FILE}")
-    heads = build_heads(config)
-    state = {k: v.float() for k, v in safetensors_torch.load_file(str(weights)).items()}
-    try:
-        heads.load_state_dict(state)
-    except RuntimeError as exc:
-        raise IncompatibleModelError(f"{weights}: weights do not match {CONFIG_FILE} "
-                                     f"({str(exc).splitlines()[0]})") from None
-    return config, heads.eval()
+    state = load_head_state(folder, weights_file=WEIGHTS_FILE, what="projection heads")
+    return config, fill_head(build_heads(config), state, weights=folder / WEIGHTS_FILE, config_file=CONFIG_FILE)

@@ -18,7 +18,6 @@ A head is a folder: ``lexicon.json`` (settings, the dense model it reads) and
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import atomic_write_bytes, require
-from ..errors import IncompatibleModelError, InputError
+from .._utils import require
+from ..encoders.head_files import fill_head, load_head_state, read_head_config, save_head_files
+from ..errors import IncompatibleModelError
 
 LEXICON_FORMAT = "itr-lexicon"
 LEXICON_VERSION = 1
@@ -96,15 +96,9 @@ def build_head(config: LexiconConfig, embeddings: Any, terms: np.ndarray) -> Any
 
 def save_head(folder: Path, head: Any, config: LexiconConfig, *, trained_with: dict[str, Any] | None = None) -> None:
     """Write ``lexicon.safetensors`` (float16, term ids int64) and ``lexicon.json`` atomically."""
-    torch = _torch()
-    st = require("safetensors.torch", "builtin", "saving a lexicon head")
-    state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous()
-             for k, v in head.state_dict().items()}
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / WEIGHTS_FILE, st.save(state))
-    meta = {"format": LEXICON_FORMAT, "format_version": LEXICON_VERSION, "lexicon": asdict(config),
-            "trained_with": trained_with or {}}
-    atomic_write_bytes(folder / CONFIG_FILE, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    save_head_files(folder, head, weights_file=WEIGHTS_FILE, config_file=CONFIG_FILE, fmt=LEXICON_FORMAT,
+                    version=LEXICON_VERSION, key="lexicon", config=asdict(config), trained_with=trained_with,
+                    what="lexicon head")
 
 
 def is_lexicon_folder(folder: Path) -> bool:
@@ -112,33 +106,19 @@ def is_lexicon_folder(folder: Path) -> bool:
 
 
 def read_config(folder: Path) -> LexiconConfig:
-    path = folder / CONFIG_FILE
+    settings = read_head_config(folder, config_file=CONFIG_FILE, fmt=LEXICON_FORMAT, version=LEXICON_VERSION,
+                                key="lexicon", what="lexicon head")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: cannot read lexicon head config ({exc})") from None
-    if meta.get("format") != LEXICON_FORMAT or meta.get("format_version") != LEXICON_VERSION:
-        raise IncompatibleModelError(f"{path}: not an ITR lexicon head v{LEXICON_VERSION} "
-                                     f"(format {meta.get('format')!r} v{meta.get('format_version')}); retrain it")
-    try:
-        return LexiconConfig(**meta["lexicon"])
+        return LexiconConfig(**settings)
     except TypeError as exc:
-        raise IncompatibleModelError(f"{path}: unexpected lexicon settings ({exc})") from None
+        raise IncompatibleModelError(f"{folder / CONFIG_FILE}: unexpected lexicon settings ({exc})") from None
 
 
 def load_head(folder: Path, embeddings: Any) -> tuple[LexiconConfig, Any]:
     """The head of a lexicon folder, in eval mode, float32."""
     config = read_config(folder)
-    st = require("safetensors.torch", "builtin", "loading a lexicon head")
-    path = folder / WEIGHTS_FILE
-    if not path.is_file():
-        raise InputError(f"{folder}: missing {WEIGHTS_FILE}")
-    state = st.load_file(str(path))
+    state = load_head_state(folder, weights_file=WEIGHTS_FILE, what="a lexicon head")
     if "terms" not in state:
-        raise IncompatibleModelError(f"{path}: no term ids; retrain the head")
+        raise IncompatibleModelError(f"{folder / WEIGHTS_FILE}: no term ids; retrain the head")
     head = build_head(config, embeddings, state["terms"].numpy())
-    try:
-        head.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as exc:
-        raise IncompatibleModelError(f"{path}: weights do not match {CONFIG_FILE} ({str(exc).splitlines()[0]})") from None
-    return config, head.eval()
+    return config, fill_head(head, state, weights=folder / WEIGHTS_FILE, config_file=CONFIG_FILE)
