@@ -164,12 +164,13 @@ class IndexService:
         thumbnails: the thumbnail cache (default: under the user's cache folder).
         refresh_seconds: how often a read checks whether another process committed to the index.
         lock_timeout: how long a write waits for another writer (``itr index``) to finish.
+        index: ``root`` already opened (saves reading it again).
     """
 
     def __init__(self, root: str | os.PathLike[str], encoder: Encoder, sparse: Any = None, *,
                  read_only: bool = False, limits: ServiceLimits = ServiceLimits(),
                  thumbnails: ThumbnailCache | None = None, refresh_seconds: float = 1.0,
-                 lock_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, index: DenseIndex | None = None) -> None:
         self.root = Path(root).resolve()
         self.limits = limits
         self.read_only = read_only
@@ -181,7 +182,8 @@ class IndexService:
         self._refresh_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._stamp = self._manifest_stamp()
-        self._searcher = Searcher(self._encoder, DenseIndex.open(self.root), sparse)  # type: ignore[arg-type]
+        opened = index if index is not None and index.root.resolve() == self.root else DenseIndex.open(self.root)
+        self._searcher = Searcher(self._encoder, opened, sparse)  # type: ignore[arg-type]
         self._checked = time.monotonic()
         self._ops: queue.Queue[_Op | None] = queue.Queue()
         self._committer: threading.Thread | None = None
@@ -195,7 +197,7 @@ class IndexService:
         from .search import open_searcher
 
         s = open_searcher(root, model)
-        return cls(root, s.encoder, s.sparse, **kwargs)
+        return cls(root, s.encoder, s.sparse, index=s.index, **kwargs)
 
     # -- snapshots ----------------------------------------------------------------------------------
     def _manifest_stamp(self) -> tuple[int, int]:
@@ -347,7 +349,7 @@ class IndexService:
             if len(new.image) > lim.max_upload_bytes:
                 raise InputError(f"{new.image_name}: {len(new.image)} bytes; the upload limit is {lim.max_upload_bytes}")
             # Decode fully now: a bad upload is refused before anything is written.
-            load_image_bytes(new.image, new.image_name, max_pixels=lim.max_pixels)
+            load_image_bytes(new.image, new.image_name, draft_size=self._encoder.draft_size, max_pixels=lim.max_pixels)
         item_id = new.id if new.id is not None else self._default_id(new, captions)
         if (not item_id or len(item_id) > lim.max_id_chars or item_id != item_id.strip()
                 or any(unicodedata.category(ch)[0] == "C" for ch in item_id)):
@@ -393,7 +395,7 @@ class IndexService:
             return
         try:
             with IndexWriter(self.root, **self._writer_args()):
-                used = {it.get("image") for it in DenseIndex.open(self.root).items()}
+                used = {it.get("image") for it in DenseIndex.open(self.root, reuse=self._searcher.index).items()}
                 for f in media.iterdir():
                     if str(f) not in used:
                         f.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from ._utils import atomic_write_bytes, cache_dir
+from .errors import BadImageError
 from .images import DEFAULT_MAX_PIXELS, load_image
 
 THUMBNAIL_SIZES = (64, 128, 256, 512)
@@ -57,8 +58,6 @@ class ThumbnailCache:
         try:
             st = os.stat(path)
         except OSError:
-            from .errors import BadImageError
-
             raise BadImageError(f"{path}: image file is gone") from None
         key = hashlib.sha1(f"{os.fsencode(path)!r}:{st.st_size}:{st.st_mtime_ns}:{size}:{self.quality}".encode())
         etag = key.hexdigest()[:20]

@@ -305,7 +305,6 @@ class IndexWriter:
         self.add_segment(items, np.concatenate(img_parts) if img_parts else np.zeros((0, dim), np.float32),
                          texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32),
                          _vstack(sp_img) if sparse else None, _vstack(sp_txt) if sparse else None)
-        self._dirty = True
         self.commit(complete=self.manifest["complete"])
 
 

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -89,45 +89,42 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
     def info() -> dict[str, Any]:
         return service.info()
 
-    @app.get("/api/search", response_model=SearchResult, tags=["search"])
-    def search(
-        q: Annotated[str, Query(min_length=1, max_length=limits.max_query_chars, description="Query text.")],
+    def search_options(
         k: Annotated[int, Query(ge=1, le=limits.max_k, description="Number of results.")] = 10,
         target: Annotated[Target, Query(description="Search images or captions.")] = Target.IMAGES,
         mode: Annotated[Mode, Query(description="dense, sparse or hybrid (the index must store them).")] = Mode.DENSE,
         fusion: Annotated[Fusion, Query(description="Hybrid fusion.")] = Fusion.RESCORE,
         explain: Annotated[bool, Query(description="List matched sparse terms per result.")] = False,
+    ) -> SearchOptions:
+        """The query parameters every search endpoint takes."""
+        return SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain)
+
+    Options = Annotated[SearchOptions, Depends(search_options)]
+
+    @app.get("/api/search", response_model=SearchResult, tags=["search"])
+    def search(
+        q: Annotated[str, Query(min_length=1, max_length=limits.max_query_chars, description="Query text.")],
+        opts: Options,
     ) -> SearchResult:
         """Text to images (or captions)."""
         start = time.perf_counter()
-        opts = SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain)
         return _result(service, q, opts, service.search_text(q, opts), start)
 
     @app.post("/api/search/image", response_model=SearchResult, tags=["search"])
     def search_image(
         image: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, GIF, BMP, TIFF).")],
-        k: Annotated[int, Query(ge=1, le=limits.max_k, description="Number of results.")] = 10,
-        target: Annotated[Target, Query(description="Search images or captions.")] = Target.IMAGES,
-        mode: Annotated[Mode, Query(description="dense, sparse or hybrid.")] = Mode.DENSE,
-        explain: Annotated[bool, Query(description="List matched sparse terms per result.")] = False,
+        opts: Options,
     ) -> SearchResult:
         """Image to images (or captions)."""
         start = time.perf_counter()
-        opts = SearchOptions(k=k, target=target, mode=mode, explain=explain)
         name = _upload_name(image)
         data = _read_upload(image, limits.max_upload_bytes)
         return _result(service, name, opts, service.search_image(data, opts, name=name), start)
 
     @app.get("/api/items/{item_id:path}/similar", response_model=SearchResult, tags=["search"])
-    def similar(
-        item_id: str,
-        k: Annotated[int, Query(ge=1, le=limits.max_k, description="Number of results.")] = 10,
-        target: Annotated[Target, Query(description="Search images or captions.")] = Target.IMAGES,
-        mode: Annotated[Mode, Query(description="dense, sparse or hybrid.")] = Mode.DENSE,
-    ) -> SearchResult:
+    def similar(item_id: str, opts: Options) -> SearchResult:
         """More like this: the item's own stored vector as the query (the item itself left out)."""
         start = time.perf_counter()
-        opts = SearchOptions(k=k, target=target, mode=mode)
         return _result(service, item_id, opts, service.similar(item_id, opts), start)
 
     @app.get("/api/items/{item_id:path}/thumbnail", tags=["items"],
