@@ -29,6 +29,7 @@ from .encoders.base import Encoder
 from .encoders.registry import load_encoder
 from .errors import InputError
 from .images import DEFAULT_MAX_PIXELS, load_image
+from .index.ann import AnnQuery
 from .index.store import Candidate, DenseIndex
 from .types import Embeddings, Hit, Target
 
@@ -65,6 +66,16 @@ class SearchOptions:
     alpha: float = 0.5  # weight of the dense score in weighted fusion
     max_postings: int | None = None  # approximate sparse search budget per segment (None: exact)
     explain: bool = False  # attach matched terms to each hit (sparse and hybrid)
+    nprobe: int | None = None  # IVF lists visited (approximate indexes; default: the tuned value)
+    ef_search: int | None = None  # HNSW candidate list size (default: the tuned value)
+    rerank: int | None = None  # candidates re-scored exactly, as a multiple of k (default: tuned)
+    exact: bool = False  # scan every vector even where an approximate index exists
+
+    @property
+    def ann(self) -> AnnQuery | None:
+        if self.nprobe is None and self.ef_search is None and self.rerank is None and not self.exact:
+            return None
+        return AnnQuery(nprobe=self.nprobe, ef_search=self.ef_search, rerank=self.rerank, exact=self.exact)
 
 
 @dataclass(frozen=True)
@@ -115,9 +126,10 @@ class Searcher:
         opts = SearchOptions(k=k, target=target, mode=Mode(mode), **options)
         return self.query_image(image, opts, max_pixels=max_pixels).hits
 
-    def search_vectors(self, vectors: np.ndarray, *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
+    def search_vectors(self, vectors: np.ndarray, *, k: int = 10, target: Target = Target.IMAGES,
+                       ann: AnnQuery | None = None) -> list[list[Hit]]:
         _check_k(k)
-        return self.index.search(vectors, k=k, target=target)
+        return self.index.search(vectors, k=k, target=target, ann=ann)
 
     # -- full responses ---------------------------------------------------------------------------
     def query_texts(self, queries: Sequence[str], options: SearchOptions = SearchOptions()) -> list[SearchResponse]:
@@ -158,7 +170,7 @@ class Searcher:
     def _answer(self, dense: Embeddings, modality: str, o: SearchOptions,
                 known: np.ndarray | None = None) -> list[SearchResponse]:
         if o.mode is Mode.DENSE:
-            cands_all = self.index.dense_candidates(dense, k=o.k, target=o.target)
+            cands_all = self.index.dense_candidates(dense, k=o.k, target=o.target, ann=o.ann)
             if not (o.explain and self.sparse is not None):
                 return [SearchResponse([self.index.hit(c, o.target) for c in cands], Mode.DENSE) for cands in cands_all]
             q = self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms)
@@ -175,7 +187,7 @@ class Searcher:
                     out.append(SearchResponse([], Mode.SPARSE, "the query has no term in the sparse vocabulary, "
                                                                "so sparse search finds nothing; try --mode dense"))
                 else:
-                    hits = self.index.search(dense[i : i + 1], k=o.k, target=o.target)[0]
+                    hits = self.index.search(dense[i : i + 1], k=o.k, target=o.target, ann=o.ann)[0]
                     out.append(SearchResponse(hits, Mode.DENSE, "no vocabulary term in the query: hybrid fell back "
                                                                 "to dense search"))
                 continue
@@ -201,7 +213,7 @@ class Searcher:
             rows = np.array([row for _, _, row in sparse], dtype=np.int64)
             order, scores = rescore(self.index.dense_rows(sparse, o.target), dense[0], seg_ids << 32 | rows)
             return [(float(sc), int(seg_ids[j]), int(rows[j])) for j, sc in zip(order[: o.k], scores[: o.k], strict=True)]
-        dense_c = self.index.dense_candidates(dense, k=depth, target=o.target)[0]
+        dense_c = self.index.dense_candidates(dense, k=depth, target=o.target, ann=o.ann)[0]
         return fuse(dense_c, sparse, o.fusion, alpha=o.alpha)[: o.k]
 
     def _explain(self, hits: list[Hit], cands: list[Candidate], q: Any, target: Target) -> list[Hit]:

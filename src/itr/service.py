@@ -503,6 +503,8 @@ class IndexService:
             self._drop_media(stale)
             try:
                 if writer.maybe_compact():
+                    if writer.ann_policy.enabled:  # a merged segment gets its ANN structure again
+                        writer.build_ann()
                     self._reload()
             except Exception:  # a failed merge leaves the committed segments as they were
                 log.exception("merging segments of %s failed; the index is unchanged", self.root)

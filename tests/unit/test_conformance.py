@@ -64,6 +64,46 @@ def _dense_faiss_flat(docs: np.ndarray, tmp: Path) -> tuple[Search, Any]:
     return (lambda q, k, live=None: _with_scores(g.search(q, k), q, docs)), docs
 
 
+def _dense_ann(kind: str) -> Callable[[np.ndarray, Path], tuple[Search, Any]]:
+    """An ITR index folder with an approximate structure of ``kind`` on its one segment, searched
+    through DenseIndex with settings that make it exhaustive (every IVF list, a candidate list and
+    a re-rank depth as large as the collection): then it must equal exact search, and everything
+    around the FAISS call (id mapping, exact re-scoring, deleted rows, tie order) is checked."""
+
+    def factory(docs: np.ndarray, tmp: Path) -> tuple[Search, Any]:
+        pytest.importorskip("faiss")
+        from itr.index.ann import AnnPolicy, AnnQuery
+        from itr.index.store import DenseIndex
+        from itr.index.writer import IndexWriter
+        from itr.types import Target
+
+        n, dim = docs.shape
+        with IndexWriter(tmp / kind, encoder={"spec": "x", "fingerprint": "f", "dim": dim}) as w:
+            items = [{"id": str(r), "image": None, "row": r, "signature": "", "meta": {}, "captions": 0} for r in range(n)]
+            w.add_segment(items, np.ascontiguousarray(docs, dtype=np.float32), [], np.zeros((0, dim), np.float32))
+            w.commit()
+            w.build_ann(AnnPolicy(kind=kind, min_rows=1))
+        idx = DenseIndex.open(tmp / kind)
+        assert (idx.segments[0].image_ann is not None) == (n >= 256 or "pq" not in kind)
+        query = AnnQuery(nprobe=4096, ef_search=max(n, 16), rerank=n)
+
+        def search(q: np.ndarray, k: int, live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            view = idx
+            if live is not None:
+                seg = idx.segments[0].with_deleted({str(r) for r in np.flatnonzero(~live)})
+                view = DenseIndex(idx.root, idx.manifest, [seg])
+            ids = np.full((len(q), k), -1, dtype=np.int64)
+            scores = np.zeros((len(q), k), dtype=np.float32)
+            for i, row in enumerate(view.dense_candidates(q, k=k, target=Target.IMAGES, ann=query)):
+                ids[i, : len(row)] = [r for _, _, r in row]
+                scores[i, : len(row)] = [s for s, _, _ in row]
+            return ids, scores
+
+        return search, docs
+
+    return factory
+
+
 def _with_scores(ids: np.ndarray, q: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.where(ids >= 0, np.einsum("qd,qkd->qk", q, docs[np.maximum(ids, 0)]), 0.0)
     return ids, scores.astype(np.float32)
@@ -76,6 +116,8 @@ BACKENDS: dict[str, tuple[str, Callable[[Any, Path], tuple[Search, Any]], bool]]
     "sparse-anytime-full-budget": ("sparse", _sparse_full_budget, True),
     "dense-exact": ("dense", _dense_exact, False),
     "dense-faiss-flat": ("dense", _dense_faiss_flat, False),
+    **{f"dense-ann-{kind}": ("dense", _dense_ann(kind), True)
+       for kind in ("hnsw", "ivf-flat", "ivf-sq8", "ivf-pq", "opq-ivf-pq", "sq8", "sq-fp16", "faiss:IVF2,SQ4")},
 }
 
 

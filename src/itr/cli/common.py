@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -55,6 +55,28 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], Non
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """Several progress bars in one display (rich allows one live display at a time): ``bar(label)``
+    gives the update function of a bar that appears at its first update."""
+    if not enabled:
+        yield lambda label: (lambda done, total: None)
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=False) as bars:
+        def bar(label: str) -> Callable[[int, int], None]:
+            task: list[Any] = []
+
+            def update(done: int, total: int) -> None:
+                if not task:
+                    task.append(bars.add_task(label, total=total))
+                bars.update(task[0], completed=done, total=total)
+
+            return update
+
+        yield bar
 
 
 def with_spinner(message: str, fn: Callable[[], T], quiet: bool) -> T:

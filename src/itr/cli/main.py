@@ -12,7 +12,7 @@ from rich import box
 from rich.table import Table
 
 from .._utils import display_path
-from .common import err, out
+from .common import err, out, progress_bars
 from .common import errors as _errors
 from .common import fail as _fail
 from .common import progress_bar as _progress
@@ -37,16 +37,26 @@ def index(
     batch_size: Annotated[int, typer.Option(help="Images per encoding step.")] = 32,
     workers: Annotated[int | None, typer.Option(help="Image decoding threads (default: CPUs, at most 4).")] = None,
     max_pixels: Annotated[int, typer.Option(help="Refuse images above this many pixels (decompression bombs).")] = 89_478_485,
+    index_kind: Annotated[str | None, typer.Option("--index", help="Dense search structure: exact, auto (fits --max-memory), hnsw, ivf-flat, ivf-sq8, ivf-pq, opq-ivf-pq, sq8, sq-fp16 or faiss:FACTORY (default: the index's own; exact for a new one).")] = None,
+    max_memory: Annotated[str | None, typer.Option(help="Memory budget of the approximate structures, e.g. 2G (--index auto chooses within it).")] = None,
+    ann_recall: Annotated[float, typer.Option(help="Recall@10 against exact that the approximate index is tuned for.")] = 0.95,
+    ann_max_latency_ms: Annotated[float | None, typer.Option(help="Latency target of one query: tuning then takes the best recall within it.")] = None,
+    ann_min_rows: Annotated[int, typer.Option(help="Segments with fewer vectors are searched exactly.")] = 20_000,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Index a folder or JSONL file. Re-running only encodes new/changed items and drops removed ones."""
     from ..collection import OnError, scan_source
     from ..encoders import load_encoder
+    from ..index.ann import AnnPolicy, parse_memory
     from ..index.build import BuildOptions, build_index
     from ..index.manifest import representations
 
     with _errors():
+        ann = None
+        if index_kind is not None or max_memory is not None:
+            ann = AnnPolicy(kind=index_kind or "auto", max_memory=parse_memory(max_memory), recall=ann_recall,
+                            max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows)
         policy = _choice(OnError, on_error, "--on-error")
         scan = scan_source(source, on_error=policy)
         reprs = representations(repr_)
@@ -57,9 +67,11 @@ def index(
 
             sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
         options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
-                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_)
-        with _progress("encoding", not (quiet or json_out)) as progress:
-            report = build_index(scan, encoder, out_dir, options, progress=progress, sparse=sparse)
+                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
+                               ann=ann)
+        with progress_bars(not (quiet or json_out)) as bar:
+            report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
+                                 ann_progress=bar("approximate index"))
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
         return
@@ -68,6 +80,8 @@ def index(
               f"({report.added} added, {report.updated} updated, {report.removed} removed, "
               f"{report.unchanged} unchanged) in {report.seconds:.1f} s"
               + (f", {report.images_per_second:.1f} images/s" if report.images_encoded else ""))
+    for line in report.ann:
+        out.print(f"  approximate index {line}", markup=False)
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} item(s) skipped:[/]")
         for line in report.failed[:10]:
@@ -98,6 +112,10 @@ def search(
     candidates: Annotated[int, typer.Option(help="Hybrid: sparse candidates to re-score / list depth to fuse.")] = 200,
     max_postings: Annotated[int | None, typer.Option(help="Sparse: approximate, stop after N postings (default: exact).")] = None,
     explain: Annotated[bool, typer.Option(help="Sparse/hybrid: show the terms each result matched.")] = False,
+    nprobe: Annotated[int | None, typer.Option(help="Approximate IVF index: lists to visit (default: the tuned value).")] = None,
+    ef_search: Annotated[int | None, typer.Option(help="Approximate HNSW index: candidate list size (default: tuned).")] = None,
+    rerank: Annotated[int | None, typer.Option(help="Approximate index: re-score k*N candidates exactly (default: tuned).")] = None,
+    exact: Annotated[bool, typer.Option(help="Scan every vector, ignoring approximate indexes.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index by text or by image, for images or for texts."""
@@ -108,7 +126,8 @@ def search(
         tgt = _choice(Target, target, "--target")
         options = SearchOptions(k=k, target=tgt, mode=_choice(Mode, mode, "--mode"),
                                 fusion=_choice(Fusion, fusion, "--fusion"), candidates=candidates,
-                                max_postings=max_postings, explain=explain)
+                                max_postings=max_postings, explain=explain, nprobe=nprobe, ef_search=ef_search,
+                                rerank=rerank, exact=exact)
         if image is not None and query is not None:
             _fail("give a text query or --image, not both")
         if image is None and (query is None or not query.strip()):
@@ -183,6 +202,7 @@ def info(
             "counts": m["counts"], "representations": m["representations"],
             "sparse_model": (m.get("sparse") or {}).get("spec"), "segments": len(m["segments"]), "complete": m["complete"],
             "source": m.get("source"), "updated_at": m.get("updated_at"), "bytes": idx.nbytes(),
+            "ann": _ann_summary(m),
         }
     if json_out:
         out.print_json(json.dumps(summary))
@@ -191,6 +211,17 @@ def info(
         out.print(f"{key:>15}: {value}", markup=False)
     if not m["complete"]:
         err.print("note: the last indexing run was interrupted; run itr index again to finish it")
+
+
+def _ann_summary(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The approximate-search policy and, per segment side, what was built and how it measured."""
+    policy = manifest.get("ann")
+    if not policy:
+        return None
+    built = [{"segment": s["name"], "side": side, **{k: a.get(k) for k in (
+        "factory", "rows", "bytes", "knob", "value", "rerank", "recall", "p50_ms")}}
+        for s in manifest["segments"] for side, a in (s.get("ann") or {}).items()]
+    return {"policy": policy, "built": built}
 
 
 @app.command()

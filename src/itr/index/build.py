@@ -22,6 +22,7 @@ from ..encoders.pipeline import encode_image_files
 from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
 from ..sparse.encoder import SparseEncoder
+from .ann import AnnPolicy
 from .manifest import representations
 from .writer import IndexWriter, LiveItem
 
@@ -41,6 +42,8 @@ class BuildOptions:
         representation: ``dense`` (float32 vectors, exact search), ``sparse`` (lexicon terms in an
             inverted index only: small and fast, no dense search) or ``both`` (sparse and hybrid
             search with dense re-scoring).
+        ann: approximate dense search structures to build (see ``itr.index.ann``); None keeps the
+            index's own policy (exact for a new index).
     """
 
     checkpoint_every: int = 1024
@@ -50,6 +53,7 @@ class BuildOptions:
     on_error: OnError = OnError.SKIP
     rebuild: bool = False
     representation: str = "dense"
+    ann: AnnPolicy | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +71,7 @@ class BuildReport:
     seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     staged: list[str] = field(default_factory=list)  # ids written (added or updated), in order
+    ann: list[str] = field(default_factory=list)  # "segment/side: factory" of each ANN index built
 
     @property
     def images_per_second(self) -> float:
@@ -77,7 +82,7 @@ class BuildReport:
                 "unchanged": self.unchanged, "failed": len(self.failed), "failures": self.failed,
                 "images_encoded": self.images_encoded, "texts_encoded": self.texts_encoded,
                 "seconds": round(self.seconds, 3), "images_per_second": round(self.images_per_second, 2),
-                "counts": self.counts}
+                "counts": self.counts, "ann": self.ann}
 
 
 def build_index(
@@ -87,6 +92,7 @@ def build_index(
     options: BuildOptions = BuildOptions(),
     progress: ProgressFn | None = None,
     sparse: SparseEncoder | None = None,
+    ann_progress: ProgressFn | None = None,
 ) -> BuildReport:
     """Create or update the index at ``out`` from ``scan`` with ``encoder`` (and ``sparse``, the
     lexicon encoder paired with it, when the representation includes sparse vectors).
@@ -100,6 +106,9 @@ def build_index(
     reprs = representations(options.representation)
     if "sparse" in reprs and sparse is None:
         raise InputError(f"--repr {options.representation} needs a sparse encoder")
+    if options.ann is not None and options.ann.enabled and "dense" not in reprs:
+        raise InputError(f"--index {options.ann.kind} searches dense vectors; --repr sparse keeps none "
+                         "(use --repr both, or --index exact)")
     root = Path(out)
     report = BuildReport(index=str(root), failed=list(scan.problems))
     if scan.problems and options.on_error is OnError.STOP:
@@ -134,6 +143,8 @@ def build_index(
                 progress(done, total)
         writer.commit(complete=True)
         writer.maybe_compact()
+        if options.ann is not None or writer.ann_policy.enabled:
+            report.ann = writer.build_ann(options.ann, progress=ann_progress)
         report.counts = dict(writer.manifest["counts"])
     report.seconds = time.perf_counter() - start
     return report

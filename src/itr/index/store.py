@@ -15,6 +15,7 @@ from .._utils import display_path, read_jsonl
 from ..errors import IncompatibleIndexError, InputError
 from ..sparse.index import SparseIndex
 from ..types import Embeddings, Hit, Target
+from .ann import AnnIndex, AnnQuery
 from .manifest import SEGMENTS_DIR, read_manifest
 
 IMAGES_SPARSE = "images-sparse"
@@ -40,6 +41,9 @@ class Segment:
     deleted: set[str]
     image_sparse: SparseIndex | None = None
     text_sparse: SparseIndex | None = None
+    image_ann: AnnIndex | None = None
+    text_ann: AnnIndex | None = None
+    ann_entry: dict[str, Any] | None = None  # the manifest's "ann" of this segment, as loaded
     _by_id: dict[str, tuple[dict[str, Any], list[int]]] | None = None
 
     def record(self, item_id: str) -> tuple[dict[str, Any], list[int]] | None:
@@ -64,6 +68,18 @@ class Segment:
         text_live = np.array([t["item"] not in deleted for t in self.text_rows], dtype=bool)
         return replace(self, image_live=image_live, text_live=text_live, deleted=deleted)
 
+    def ann(self, target: Target) -> AnnIndex | None:
+        """The approximate index of the images or the captions, if the segment has one."""
+        return self.image_ann if target is Target.IMAGES else self.text_ann
+
+    def with_ann(self, root: Path, entry: dict[str, Any] | None) -> Segment:
+        """The same segment with the ANN structures the manifest now names (loaded, memory-mapped)."""
+        if entry == self.ann_entry:
+            return self
+        folder = root / SEGMENTS_DIR / self.name
+        anns = {side: AnnIndex.open(folder / info["file"], info) for side, info in (entry or {}).items()}
+        return replace(self, image_ann=anns.get("images"), text_ann=anns.get("texts"), ann_entry=entry)
+
     def side(self, target: Target) -> tuple[np.ndarray, np.ndarray, SparseIndex | None]:
         """(dense vectors, live mask, sparse index) of the images or the captions."""
         if target is Target.IMAGES:
@@ -71,7 +87,8 @@ class Segment:
         return self.texts, self.text_live, self.text_sparse
 
 
-def _load_segment(root: Path, name: str, deleted: set[str], sparse: bool = False) -> Segment:
+def _load_segment(root: Path, entry: dict[str, Any], deleted: set[str], sparse: bool = False) -> Segment:
+    name = entry["name"]
     folder = root / SEGMENTS_DIR / name
     images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
     texts = np.load(folder / "texts.npy", mmap_mode="r", allow_pickle=False)
@@ -91,7 +108,7 @@ def _load_segment(root: Path, name: str, deleted: set[str], sparse: bool = False
         seg.text_sparse = SparseIndex.open(folder / TEXTS_SPARSE)
         if seg.image_sparse.n_docs != len(image_items) or seg.text_sparse.n_docs != len(text_rows):
             raise IncompatibleIndexError(f"{display_path(folder)}: sparse rows do not match the segment; rebuild the index")
-    return seg
+    return seg.with_ann(root, entry.get("ann"))
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -135,8 +152,8 @@ class DenseIndex:
         for s in manifest["segments"]:
             deleted = set(tomb.get(s["name"], ()))
             seg = old.get(s["name"])
-            segments.append(seg.with_deleted(deleted) if seg is not None
-                            else _load_segment(root, s["name"], deleted, sparse))
+            segments.append(seg.with_deleted(deleted).with_ann(root, s.get("ann")) if seg is not None
+                            else _load_segment(root, s, deleted, sparse))
         return cls(root, manifest, segments)
 
     @property
@@ -204,9 +221,10 @@ class DenseIndex:
                 f"{built['spec']}, or rebuild it with itr index ... --rebuild"
             )
 
-    def search(self, queries: Embeddings, *, k: int = 10, target: Target = Target.IMAGES) -> list[list[Hit]]:
+    def search(self, queries: Embeddings, *, k: int = 10, target: Target = Target.IMAGES,
+               ann: AnnQuery | None = None) -> list[list[Hit]]:
         """Top-k hits per query row. ``queries`` is (n, dim) float32, L2-normalised."""
-        return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target)]
+        return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target, ann=ann)]
 
     def require_representation(self, representation: str) -> None:
         """Raises InputError (naming the --repr to rebuild with) when the index lacks ``representation``."""
@@ -216,8 +234,14 @@ class DenseIndex:
             raise InputError(f"{display_path(self.root)} was built with --repr {have} (no {representation} vectors); "
                              f"search it with --mode {other}, or rebuild it with itr index ... --repr both --rebuild")
 
-    def dense_candidates(self, queries: Embeddings, *, k: int, target: Target) -> list[list[Candidate]]:
-        """Exact top-k (score, segment, row) per query row, best first."""
+    def dense_candidates(self, queries: Embeddings, *, k: int, target: Target,
+                         ann: AnnQuery | None = None) -> list[list[Candidate]]:
+        """Top-k (score, segment, row) per query row, best first, scores exact.
+
+        Segments with an ANN structure for ``target`` find their candidates through it (settings
+        from ``ann``, else the tuned ones) and score them exactly from their vectors; the others
+        are scanned exactly. ``ann.exact`` scans everything.
+        """
         if k < 1:
             raise InputError(f"k must be at least 1 (got {k})")
         self.require_representation("dense")
@@ -230,6 +254,12 @@ class DenseIndex:
             mat, live, _ = seg.side(target)
             if len(mat) == 0 or not live.any():
                 continue
+            index = seg.ann(target)
+            if index is not None and not (ann is not None and ann.exact):
+                scores, top = _ann_candidates(index, mat, live, q, k, ann)
+                cand_scores.append(scores)
+                cand_refs.append((si, top))
+                continue
             scores = q @ np.asarray(mat).T
             scores[:, ~live] = -np.inf
             top = top_k_indices(scores, min(k, int(live.sum())))
@@ -238,7 +268,7 @@ class DenseIndex:
         results: list[list[Candidate]] = []
         for qi in range(len(q)):
             merged = [(float(s), si, int(row)) for (si, rows), sc in zip(cand_refs, cand_scores, strict=True)
-                      for s, row in zip(sc[qi], rows[qi], strict=True)]
+                      for s, row in zip(sc[qi], rows[qi], strict=True) if row >= 0]
             results.append(sorted(merged, key=_order)[:k])
         return results
 
@@ -301,6 +331,24 @@ class DenseIndex:
     def nbytes(self) -> int:
         """Bytes the index occupies on disk."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+
+
+def _ann_candidates(index: AnnIndex, mat: np.ndarray, live: np.ndarray, q: np.ndarray, k: int,
+                    ann: AnnQuery | None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of one segment's top-k per query: candidates from its ANN index (deleted rows
+    skipped inside the search), scored exactly from the memory-mapped vectors. -1 pads rows."""
+    ids = index.candidates(q, index.depth(k, ann), live=live, value=index.knob_value(ann))
+    scores = np.full((len(q), k), -np.inf, dtype=np.float32)
+    rows = np.full((len(q), k), -1, dtype=np.int64)
+    for i, cand in enumerate(ids):
+        c = np.unique(cand[cand >= 0])  # sorted: ties go to the lower row, as in exact search
+        if len(c) == 0:
+            continue
+        s = np.asarray(mat[c], dtype=np.float32) @ q[i]
+        order = np.lexsort((c, -s))[:k]
+        scores[i, : len(order)] = s[order]
+        rows[i, : len(order)] = c[order]
+    return scores, rows
 
 
 def _order(c: Candidate) -> tuple[float, int, int]:

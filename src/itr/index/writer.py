@@ -17,9 +17,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._utils import atomic_write_json, display_path, fsync_dir, read_jsonl, save_npy, write_jsonl
+from .._utils import ProgressFn, atomic_write_json, display_path, fsync_dir, read_jsonl, save_npy, write_jsonl
 from ..errors import IncompatibleIndexError, IndexLockedError, InputError
 from ..sparse.index import SparseIndex
+from .ann import AnnPolicy, build_tuned, choose_kind, min_rows_for
 from .manifest import FORMAT_VERSION, MANIFEST, SEGMENTS_DIR, new_manifest, read_manifest
 from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 
@@ -224,13 +225,84 @@ class IndexWriter:
         """Remove files the committed manifest does not refer to: old tombstones, compacted or
         abandoned segments. Readers that opened an older manifest keep their memory maps (POSIX
         unlink semantics)."""
-        keep = {s["name"] for s in manifest["segments"]}
+        keep = {s["name"]: s for s in manifest["segments"]}
         for d in (self.root / SEGMENTS_DIR).iterdir():
             if d.name not in keep:
                 shutil.rmtree(d, ignore_errors=True)
+                continue
+            ann_files = {a["file"] for a in (keep[d.name].get("ann") or {}).values()}
+            for f in d.glob("ann-*.faiss"):  # replaced ANN structures, or ones no commit named
+                if f.name not in ann_files:
+                    f.unlink(missing_ok=True)
         for f in self.root.glob("tombstones-*.json"):
             if f.name != manifest.get("tombstones"):
                 f.unlink(missing_ok=True)
+
+    # -- approximate search structures ---------------------------------------------------------------
+    @property
+    def ann_policy(self) -> AnnPolicy:
+        return AnnPolicy.from_json(self.manifest.get("ann"))
+
+    def build_ann(self, policy: AnnPolicy | None = None, progress: ProgressFn | None = None) -> list[str]:
+        """Make every committed segment follow ``policy`` (default: the index's own), then commit.
+
+        A segment side gets the FAISS index the policy names (``auto``: chosen from the memory
+        budget shared by all the index's vectors), or none when it is smaller than ``min_rows``;
+        structures built under another policy are replaced, and ``exact`` removes them all. Segments
+        never change: the new file sits beside the segment's vectors and the manifest names it.
+        Returns "segment/side: factory" for each index built.
+        """
+        self.commit(complete=self.manifest["complete"])
+        policy = policy or self.ann_policy
+        if policy.enabled and "dense" not in self.manifest["representations"]:
+            raise InputError(f"{display_path(self.root)} keeps no dense vectors (--repr sparse): --index "
+                             f"{policy.kind} needs them; rebuild with --repr both")
+        self.manifest["ann"] = policy.to_json() if policy.enabled else None
+        self._dirty = True
+        segs = self.manifest["segments"]
+        dim = int(self.manifest["dim"])
+        total = sum(s["images"] + s["texts"] for s in segs)
+        plan: list[tuple[dict[str, Any], str, str, float | None]] = []
+        for seg in segs:
+            for side in ("images", "texts"):
+                n = int(seg[side])
+                budget = policy.max_memory * n / total if policy.max_memory else None  # shared by row count
+                if not policy.enabled or n < policy.min_rows:
+                    kind = "exact"
+                elif policy.kind == "auto":
+                    kind = choose_kind(n, dim, budget, exact_below=policy.min_rows)
+                else:
+                    kind = policy.kind
+                if n < min_rows_for(kind):  # too few vectors to train it; exact is instant there anyway
+                    kind = "exact"
+                current = (seg.get("ann") or {}).get(side)
+                if kind == "exact":
+                    if current is not None:
+                        del seg["ann"][side]
+                elif current is None or current.get("policy") != _policy_key(policy, kind):
+                    plan.append((seg, side, kind, budget))
+        built = []
+        for done, (seg, side, kind, budget) in enumerate(plan):
+            if progress:
+                progress(done, len(plan))
+            folder = self.root / SEGMENTS_DIR / seg["name"]
+            vectors = np.load(folder / f"{side}.npy", mmap_mode="r", allow_pickle=False)
+            other = np.load(folder / f"{'texts' if side == 'images' else 'images'}.npy", mmap_mode="r",
+                            allow_pickle=False)  # real queries come from the other modality
+            ann = build_tuned(vectors, kind, other if len(other) else None, policy, budget)
+            name = f"ann-{side}-g{self.manifest['generation'] + 1:06d}.faiss"
+            size = ann.save(folder / name)
+            fsync_dir(folder)
+            seg.setdefault("ann", {})[side] = {**ann.info, "file": name, "bytes": size,
+                                               "policy": _policy_key(policy, kind)}
+            built.append(f"{seg['name']}/{side}: {ann.info['factory']}")
+        if progress:
+            progress(len(plan), len(plan))
+        for seg in segs:
+            if seg.get("ann") == {}:
+                del seg["ann"]
+        self.commit(complete=self.manifest["complete"])
+        return built
 
     # -- compaction ----------------------------------------------------------------------------------
     def dead_fraction(self) -> float:
@@ -306,6 +378,11 @@ class IndexWriter:
                          texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32),
                          _vstack(sp_img) if sparse else None, _vstack(sp_txt) if sparse else None)
         self.commit(complete=self.manifest["complete"])
+
+
+def _policy_key(policy: AnnPolicy, kind: str) -> str:
+    """What an ANN structure was built under: when this changes, it is rebuilt."""
+    return f"{kind}|{policy.max_memory}|{policy.recall}|{policy.max_latency_ms}"
 
 
 def _vstack(parts: list[Any]) -> Any:
