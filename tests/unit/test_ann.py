@@ -90,6 +90,8 @@ def test_built_tuned_and_searched_through_the_index(kind: str, tmp_path: Path) -
     q = clustered(50, 5)
     approx = [[r for _, _, r in row] for row in idx.dense_candidates(q, k=10, target=Target.IMAGES)]
     assert recall(approx, exact_top(idx, q, 10)) >= 0.85
+    mapped = DenseIndex.open(root, ann_mmap=True)  # memory-mapped: the same answers
+    assert [[r for _, _, r in row] for row in mapped.dense_candidates(q, k=10, target=Target.IMAGES)] == approx
     # scores are exact cosine similarities whatever the kind
     hits = idx.search(q[:1], k=5)[0]
     rows = [int(h.id[1:]) for h in hits]

@@ -42,6 +42,7 @@ def index(
     ann_recall: Annotated[float, typer.Option(help="Recall@10 against exact that the approximate index is tuned for.")] = 0.95,
     ann_max_latency_ms: Annotated[float | None, typer.Option(help="Latency target of one query: tuning then takes the best recall within it.")] = None,
     ann_min_rows: Annotated[int, typer.Option(help="Segments with fewer vectors are searched exactly.")] = 20_000,
+    ann_mmap: Annotated[bool, typer.Option(help="Search the approximate index memory-mapped: less resident memory, slower.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -56,7 +57,7 @@ def index(
         ann = None
         if index_kind is not None or max_memory is not None:
             ann = AnnPolicy(kind=index_kind or "auto", max_memory=parse_memory(max_memory), recall=ann_recall,
-                            max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows)
+                            max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows, mmap=ann_mmap)
         policy = _choice(OnError, on_error, "--on-error")
         scan = scan_source(source, on_error=policy)
         reprs = representations(repr_)

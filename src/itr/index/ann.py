@@ -181,6 +181,9 @@ class AnnPolicy:
         recall: recall@10 against exact that tuning aims for.
         max_latency_ms: single-query latency tuning must stay under (then the best recall within it).
         min_rows: a segment side with fewer vectors stays exact.
+        mmap: search the structures memory-mapped from disk instead of reading them into memory:
+            resident memory grows only with what queries touch, but IVF search is several times
+            slower (measured: BENCHMARKS.md).
     """
 
     kind: str = "exact"
@@ -188,6 +191,7 @@ class AnnPolicy:
     recall: float = 0.95
     max_latency_ms: float | None = None
     min_rows: int = 20_000
+    mmap: bool = False
 
     def __post_init__(self) -> None:
         check_kind(self.kind)
@@ -203,7 +207,10 @@ class AnnPolicy:
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AnnPolicy:
-        return cls(**data) if data else cls()
+        if not data:
+            return cls()
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})  # fields of a newer ITR are ignored
 
     @property
     def enabled(self) -> bool:
@@ -238,6 +245,12 @@ class AnnIndex:
         start = time.perf_counter()
         try:
             index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.try_extract_index_ivf(index)
+            if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
+                ivf = faiss.downcast_index(ivf)
+                # FAISS re-orders PQ codes for polysemous filtering by default: 90 % of the training
+                # time (measured), for a search mode ITR never uses.
+                ivf.do_polysemous_training = False
             if not index.is_trained:
                 rng = np.random.default_rng(seed)
                 sample = x if n <= TRAIN_SAMPLE else x[np.sort(rng.choice(n, TRAIN_SAMPLE, replace=False))]
@@ -340,10 +353,11 @@ class AnnIndex:
         return path.stat().st_size
 
     @classmethod
-    def open(cls, path: Path, info: dict[str, Any]) -> AnnIndex:
-        """Read a saved index memory-mapped (IVF lists and flat codes stay on disk, paged in on use)."""
+    def open(cls, path: Path, info: dict[str, Any], *, mmap: bool = False) -> AnnIndex:
+        """Read a saved index into memory, or memory-mapped (``mmap``: IVF lists and flat codes stay
+        on disk and are paged in on use)."""
         faiss = _faiss()
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
             index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:

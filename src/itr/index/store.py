@@ -72,12 +72,12 @@ class Segment:
         """The approximate index of the images or the captions, if the segment has one."""
         return self.image_ann if target is Target.IMAGES else self.text_ann
 
-    def with_ann(self, root: Path, entry: dict[str, Any] | None) -> Segment:
-        """The same segment with the ANN structures the manifest now names (loaded, memory-mapped)."""
+    def with_ann(self, root: Path, entry: dict[str, Any] | None, mmap: bool = False) -> Segment:
+        """The same segment with the ANN structures the manifest now names (``mmap``: memory-mapped)."""
         if entry == self.ann_entry:
             return self
         folder = root / SEGMENTS_DIR / self.name
-        anns = {side: AnnIndex.open(folder / info["file"], info) for side, info in (entry or {}).items()}
+        anns = {side: AnnIndex.open(folder / info["file"], info, mmap=mmap) for side, info in (entry or {}).items()}
         return replace(self, image_ann=anns.get("images"), text_ann=anns.get("texts"), ann_entry=entry)
 
     def side(self, target: Target) -> tuple[np.ndarray, np.ndarray, SparseIndex | None]:
@@ -87,7 +87,8 @@ class Segment:
         return self.texts, self.text_live, self.text_sparse
 
 
-def _load_segment(root: Path, entry: dict[str, Any], deleted: set[str], sparse: bool = False) -> Segment:
+def _load_segment(root: Path, entry: dict[str, Any], deleted: set[str], sparse: bool = False,
+                  mmap: bool = False) -> Segment:
     name = entry["name"]
     folder = root / SEGMENTS_DIR / name
     images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
@@ -108,7 +109,7 @@ def _load_segment(root: Path, entry: dict[str, Any], deleted: set[str], sparse: 
         seg.text_sparse = SparseIndex.open(folder / TEXTS_SPARSE)
         if seg.image_sparse.n_docs != len(image_items) or seg.text_sparse.n_docs != len(text_rows):
             raise IncompatibleIndexError(f"{display_path(folder)}: sparse rows do not match the segment; rebuild the index")
-    return seg.with_ann(root, entry.get("ann"))
+    return seg.with_ann(root, entry.get("ann"), mmap)
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -136,24 +137,27 @@ class DenseIndex:
         self.segments = segments
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, reuse: DenseIndex | None = None) -> DenseIndex:
+    def open(cls, path: str | os.PathLike[str], *, reuse: DenseIndex | None = None,
+             ann_mmap: bool | None = None) -> DenseIndex:
         """Open the index's current commit.
 
         ``reuse``: an earlier snapshot of the same folder; its segments that are still committed are
         shared (segments never change once committed, only their deletions), so re-opening after an
         incremental add reads just the new segments.
+        ``ann_mmap``: memory-map the approximate structures (default: as the index's policy says).
         """
         root = Path(path)
         manifest = read_manifest(root)
         tomb = read_tombstones(root, manifest)
         sparse = "sparse" in manifest["representations"]
+        mmap = bool((manifest.get("ann") or {}).get("mmap")) if ann_mmap is None else ann_mmap
         old = {s.name: s for s in reuse.segments} if reuse is not None and reuse.root == root else {}
         segments = []
         for s in manifest["segments"]:
             deleted = set(tomb.get(s["name"], ()))
             seg = old.get(s["name"])
-            segments.append(seg.with_deleted(deleted).with_ann(root, s.get("ann")) if seg is not None
-                            else _load_segment(root, s, deleted, sparse))
+            segments.append(seg.with_deleted(deleted).with_ann(root, s.get("ann"), mmap) if seg is not None
+                            else _load_segment(root, s, deleted, sparse, mmap))
         return cls(root, manifest, segments)
 
     @property

@@ -382,7 +382,7 @@ class IndexWriter:
 
 def _policy_key(policy: AnnPolicy, kind: str) -> str:
     """What an ANN structure was built under: when this changes, it is rebuilt."""
-    return f"{kind}|{policy.max_memory}|{policy.recall}|{policy.max_latency_ms}"
+    return f"{kind}|{policy.max_memory}|{policy.recall}|{policy.max_latency_ms}"  # not mmap: same file either way
 
 
 def _vstack(parts: list[Any]) -> Any:
