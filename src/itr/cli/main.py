@@ -43,6 +43,11 @@ def index(
     ann_max_latency_ms: Annotated[float | None, typer.Option(help="Latency target of one query: tuning then takes the best recall within it.")] = None,
     ann_min_rows: Annotated[int, typer.Option(help="Segments with fewer vectors are searched exactly.")] = 20_000,
     ann_mmap: Annotated[bool, typer.Option(help="Search the approximate index memory-mapped: less resident memory, slower.")] = False,
+    engine: Annotated[str, typer.Option(help="Where encoding runs: 'local' (this process) or 'ray' (a Ray Data pipeline; needs the ray extra).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run on (default: start Ray on this machine).")] = None,
+    ray_actors: Annotated[int | None, typer.Option(help="Encoder actors (default: one per 2 CPUs of the cluster).")] = None,
+    ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs each encoder actor reserves.")] = 0.0,
+    shard_size: Annotated[int, typer.Option(help="Ray: items per shard (unit of work and of resumption).")] = 1024,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -70,9 +75,21 @@ def index(
         options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
                                max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
                                ann=ann)
+        if engine not in ("local", "ray"):
+            _fail(f"--engine must be 'local' or 'ray' (got '{engine}')")
+        if engine == "local" and ray_address is not None:
+            _fail("--ray-address needs --engine ray")
         with progress_bars(not (quiet or json_out)) as bar:
-            report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
-                                 ann_progress=bar("approximate index"))
+            if engine == "ray":
+                from ..index.distributed import RayOptions, build_index_ray
+
+                ray_options = RayOptions(address=ray_address, actors=ray_actors, shard_size=shard_size,
+                                         gpus_per_actor=ray_gpus_per_actor)
+                report = build_index_ray(scan, encoder, out_dir, options, ray_options, progress=bar("encoding (ray)"),
+                                         sparse=sparse, ann_progress=bar("approximate index"))
+            else:
+                report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
+                                     ann_progress=bar("approximate index"))
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
         return
@@ -83,6 +100,8 @@ def index(
               + (f", {report.images_per_second:.1f} images/s" if report.images_encoded else ""))
     for line in report.ann:
         out.print(f"  approximate index {line}", markup=False)
+    if report.resumed_shards:
+        out.print(f"  resumed: {report.resumed_shards} shard(s) finished by an earlier run were not encoded again")
     if report.failed:
         err.print(f"[yellow]{len(report.failed)} item(s) skipped:[/]")
         for line in report.failed[:10]:

@@ -72,6 +72,7 @@ class BuildReport:
     counts: dict[str, int] = field(default_factory=dict)
     staged: list[str] = field(default_factory=list)  # ids written (added or updated), in order
     ann: list[str] = field(default_factory=list)  # "segment/side: factory" of each ANN index built
+    resumed_shards: int = 0  # distributed runs: shards a previous, interrupted run had finished
 
     @property
     def images_per_second(self) -> float:
@@ -82,7 +83,7 @@ class BuildReport:
                 "unchanged": self.unchanged, "failed": len(self.failed), "failures": self.failed,
                 "images_encoded": self.images_encoded, "texts_encoded": self.texts_encoded,
                 "seconds": round(self.seconds, 3), "images_per_second": round(self.images_per_second, 2),
-                "counts": self.counts, "ann": self.ann}
+                "counts": self.counts, "ann": self.ann, "resumed_shards": self.resumed_shards}
 
 
 def build_index(
@@ -115,22 +116,7 @@ def build_index(
         raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
     with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
                      sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None) as writer:
-        live = writer.live_items()
-        wanted = {it.id for it in scan.items}
-        todo: list[SourceItem] = []
-        for it in scan.items:
-            old = live.get(it.id)
-            if old is None:
-                todo.append(it)
-            elif old[1] != it.signature:
-                todo.append(it)
-            else:
-                report.unchanged += 1
-        for item_id, old in live.items():
-            # Items added over the HTTP API belong to no source: re-indexing the source keeps them.
-            if item_id not in wanted and old.origin is None:
-                writer.delete(old.segment, [item_id])
-                report.removed += 1
+        live, todo = plan_update(writer, scan, report)
         total = len(todo)
         done = 0
         if progress:
@@ -148,6 +134,27 @@ def build_index(
         report.counts = dict(writer.manifest["counts"])
     report.seconds = time.perf_counter() - start
     return report
+
+
+def plan_update(writer: IndexWriter, scan: SourceScan, report: BuildReport) -> tuple[dict[str, LiveItem],
+                                                                                   list[SourceItem]]:
+    """(live items, items to encode): new and changed items are to encode; items gone from the
+    source are deleted in ``writer`` (pending until its next commit)."""
+    live = writer.live_items()
+    wanted = {it.id for it in scan.items}
+    todo: list[SourceItem] = []
+    for it in scan.items:
+        old = live.get(it.id)
+        if old is None or old.signature != it.signature:
+            todo.append(it)
+        else:
+            report.unchanged += 1
+    for item_id, old in live.items():
+        # Items added over the HTTP API belong to no source: re-indexing the source keeps them.
+        if item_id not in wanted and old.origin is None:
+            writer.delete(old.segment, [item_id])
+            report.removed += 1
+    return live, todo
 
 
 def stage_items(writer: IndexWriter, items: list[SourceItem], encoder: Encoder, *,
@@ -187,20 +194,8 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
     for it in chunk:
         if it.id in live:
             writer.delete(live[it.id].segment, [it.id])
-    items: list[dict[str, Any]] = []
-    texts: list[dict[str, Any]] = []
-    rows: list[np.ndarray] = []
-    for it in kept:
-        row = None
-        if it.image is not None:
-            row = len(rows)
-            rows.append(ok_vectors[it.id])
-        record = {"id": it.id, "image": it.image, "row": row, "signature": it.signature,
-                  "meta": it.meta, "captions": len(it.captions)}
-        if origin is not None:
-            record["origin"] = origin
-        items.append(record)
-        texts.extend({"id": f"{it.id}#{n}", "item": it.id, "text": c} for n, c in enumerate(it.captions))
+    items, texts = segment_records(kept, origin)
+    rows = [ok_vectors[it.id] for it in kept if it.image is not None]
     dim = encoder.dim
     text_vectors = encoder.encode_texts([t["text"] for t in texts]) if texts else np.zeros((0, dim), np.float32)
     report.texts_encoded += len(texts)
@@ -213,3 +208,22 @@ def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter
         if "dense" not in writer.manifest["representations"]:  # --repr sparse: no dense vectors kept
             image_matrix, text_vectors = image_matrix[:, :0].copy(), text_vectors[:, :0].copy()
         writer.add_segment(items, image_matrix, texts, text_vectors, sp_images, sp_texts)
+
+
+def segment_records(kept: list[SourceItem], origin: str | None = None) -> tuple[list[dict[str, Any]],
+                                                                              list[dict[str, Any]]]:
+    """The items.jsonl and texts.jsonl records of a segment holding ``kept`` (image rows in order)."""
+    items: list[dict[str, Any]] = []
+    texts: list[dict[str, Any]] = []
+    rows = 0
+    for it in kept:
+        row = None
+        if it.image is not None:
+            row, rows = rows, rows + 1
+        record = {"id": it.id, "image": it.image, "row": row, "signature": it.signature,
+                  "meta": it.meta, "captions": len(it.captions)}
+        if origin is not None:
+            record["origin"] = origin
+        items.append(record)
+        texts.extend({"id": f"{it.id}#{n}", "item": it.id, "text": c} for n, c in enumerate(it.captions))
+    return items, texts

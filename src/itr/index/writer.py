@@ -25,6 +25,7 @@ from .manifest import FORMAT_VERSION, MANIFEST, SEGMENTS_DIR, new_manifest, read
 from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 
 LOCK = ".lock"
+SHARDS_DIR = ".shards"  # encoded shards of a distributed run, waiting to become segments
 COMPACT_MAX_SEGMENTS = 8
 COMPACT_DEAD_FRACTION = 0.3
 
@@ -61,7 +62,8 @@ class IndexWriter:
             raise InputError(f"{display_path(self.root)}: exists and is not a folder")
         exists = (self.root / MANIFEST).is_file()
         # Only what a writer itself leaves before its first commit may be there already.
-        if self.root.exists() and not exists and any(p.name not in (LOCK, SEGMENTS_DIR) for p in self.root.iterdir()):
+        if self.root.exists() and not exists and any(p.name not in (LOCK, SEGMENTS_DIR, SHARDS_DIR)
+                                                           for p in self.root.iterdir()):
             raise InputError(f"{display_path(self.root)}: folder is not empty and holds no ITR index; "
                              "choose a new --out folder")
         (self.root / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
@@ -154,27 +156,41 @@ class IndexWriter:
             if arr.ndim != 2 or arr.shape[1] != dim or arr.dtype != np.float32:
                 raise ValueError(f"segment vectors must be float32 (n, {dim}), got {arr.dtype} {arr.shape}")
         name = f"seg-{self.manifest['next_segment']:06d}"
-        self.manifest["next_segment"] += 1
         tmp = self.root / SEGMENTS_DIR / f".{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_npy(tmp / "images.npy", images)
-        save_npy(tmp / "texts.npy", text_vectors)
-        if "sparse" in reprs:
-            info = self.manifest["sparse"]
-            for sub, mat in ((IMAGES_SPARSE, sparse_images), (TEXTS_SPARSE, sparse_texts)):
-                SparseIndex.build(mat, int(info["vocab_size"]), scale=float(info["scale"])).save(tmp / sub)
-        write_jsonl(tmp / "items.jsonl", items)
-        write_jsonl(tmp / "texts.jsonl", texts)
-        os.replace(tmp, self.root / SEGMENTS_DIR / name)
+        write_segment_files(tmp, items, images, texts, text_vectors, sparse_images, sparse_texts,
+                            self.manifest["sparse"] if "sparse" in reprs else None)
+        return self.adopt_segment(tmp, items)
+
+    def adopt_segment(self, folder: Path, items: Sequence[dict[str, Any]] | None = None) -> str:
+        """Move a complete segment folder (``write_segment_files``; for example one that a Ray
+        worker wrote) into the index under the next segment name; visible at ``commit``.
+
+        Raises:
+            IncompatibleIndexError: its vectors have another dimension than the index.
+        """
+        reprs = self.manifest["representations"]
+        dim = int(self.manifest["dim"]) if "dense" in reprs else 0
+        items = list(items) if items is not None else read_jsonl(folder / "items.jsonl")
+        n_images = n_texts = 0
+        for side in ("images", "texts"):
+            arr = np.load(folder / f"{side}.npy", mmap_mode="r", allow_pickle=False)
+            if arr.ndim != 2 or arr.shape[1] != dim or arr.dtype != np.float32:
+                raise IncompatibleIndexError(f"{display_path(folder)}: {side} vectors are {arr.dtype} {arr.shape}, the "
+                                             f"index {display_path(self.root)} keeps float32 (n, {dim}); they come "
+                                             "from another model or representation")
+            n_images, n_texts = (len(arr), n_texts) if side == "images" else (n_images, len(arr))
+        if "sparse" in reprs and not ((folder / IMAGES_SPARSE).is_dir() and (folder / TEXTS_SPARSE).is_dir()):
+            raise IncompatibleIndexError(f"{display_path(folder)}: no sparse vectors, and {display_path(self.root)} keeps them")
+        name = f"seg-{self.manifest['next_segment']:06d}"
+        self.manifest["next_segment"] += 1
+        os.replace(folder, self.root / SEGMENTS_DIR / name)
         fsync_dir(self.root / SEGMENTS_DIR)  # the rename must be durable before a manifest names it
         self._items_cache[name] = list(items)
-        self._pending_segments.append({"name": name, "items": len(items), "images": int(len(images)),
-                                       "texts": int(len(text_vectors))})
+        self._pending_segments.append({"name": name, "items": len(items), "images": n_images, "texts": n_texts})
         counts = self.manifest["counts"]
         counts["items"] += len(items)
-        counts["images"] += int(len(images))
-        counts["texts"] += int(len(text_vectors))
+        counts["images"] += n_images
+        counts["texts"] += n_texts
         self._dirty = True
         return name
 
@@ -378,6 +394,22 @@ class IndexWriter:
                          texts, np.concatenate(txt_parts) if txt_parts else np.zeros((0, dim), np.float32),
                          _vstack(sp_img) if sparse else None, _vstack(sp_txt) if sparse else None)
         self.commit(complete=self.manifest["complete"])
+
+
+def write_segment_files(folder: Path, items: Sequence[dict[str, Any]], images: np.ndarray,
+                        texts: Sequence[dict[str, Any]], text_vectors: np.ndarray, sparse_images: Any = None,
+                        sparse_texts: Any = None, sparse_info: dict[str, Any] | None = None) -> None:
+    """Write the files of one segment into ``folder`` (replaced if it exists; not yet in any index).
+    ``sparse_info``: the index's sparse description (vocab_size, scale) when it keeps sparse vectors."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    save_npy(folder / "images.npy", images)
+    save_npy(folder / "texts.npy", text_vectors)
+    if sparse_info is not None:
+        for sub, mat in ((IMAGES_SPARSE, sparse_images), (TEXTS_SPARSE, sparse_texts)):
+            SparseIndex.build(mat, int(sparse_info["vocab_size"]), scale=float(sparse_info["scale"])).save(folder / sub)
+    write_jsonl(folder / "items.jsonl", items)
+    write_jsonl(folder / "texts.jsonl", texts)
 
 
 def _policy_key(policy: AnnPolicy, kind: str) -> str:

@@ -1,0 +1,386 @@
+"""``itr index --engine ray``: the encode step as a Ray Data pipeline, on one machine or a cluster.
+
+Why Ray Data: it streams blocks between stages with back-pressure, runs stateful model actors in a
+pool, and restarts dead actors and retries their tasks (``max_restarts=-1``, ``max_task_retries=-1``
+for actor pools) without any code here. ITR writes no scheduler of its own.
+
+The job:
+
+1. **plan** (driver): the same comparison with the index as ``build_index`` (new and changed items
+   are to encode; items gone from the source are deleted). The items to encode are cut into shards
+   of ``shard_size`` in source order; a shard's key hashes its items' ids and signatures, the model
+   fingerprint and the representation, so the same work always has the same key.
+2. **read + decode** (Ray tasks): read each image file, decode it (draft mode, pixel limit) and
+   preprocess it to the model's input array; bad files become one-line failures, never a crash.
+3. **encode** (an actor pool, one model per actor): image arrays and captions to vectors (and
+   sparse vectors for ``--repr sparse|both``). Each actor checks it loaded the model the driver
+   described (same fingerprint): a node with another checkpoint under the same name is refused.
+4. **write** (Ray tasks): each shard becomes a segment folder under ``INDEX/.shards/KEY``,
+   written to a temporary name and renamed, so a shard folder is complete or absent.
+5. **merge** (driver): shards become segments of the index in one commit with the deletions;
+   then the usual compaction and approximate-index steps run.
+
+Resumable: finished shard folders survive an interruption, and the next run (same source, same
+model) finds their keys and sends only the missing shards to Ray. Exactly once: a shard retried
+after a worker died writes the same key, the first complete folder wins, and the merge adopts
+each key once, so no item is lost or duplicated.
+
+On a cluster (``--ray-address``), the image files and the index folder must be at the same paths on
+every node (shared storage), and ITR must be installed in the workers' environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._utils import ProgressFn, batched, display_path, read_jsonl, require, write_jsonl
+from ..collection import OnError, SourceItem, SourceScan
+from ..encoders.base import Encoder
+from ..errors import IncompatibleModelError, InputError, ItrError
+from ..sparse.encoder import SparseEncoder
+from .build import BuildOptions, BuildReport, plan_update, segment_records
+from .manifest import representations
+from .writer import SHARDS_DIR, IndexWriter, write_segment_files
+
+FAILED = "failed.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RayOptions:
+    """Where and how wide the Ray job runs.
+
+    Attributes:
+        address: a Ray cluster (``ray://host:10001`` or ``host:6379``, as ``ray.init`` takes it);
+            None starts Ray inside this process on this machine.
+        actors: encoder actors in the pool (default: one per 2 CPUs of the cluster, at least 1).
+        shard_size: items per shard: the unit of work, of resumption and of one new segment.
+        cpus_per_actor, gpus_per_actor: resources each encoder actor reserves.
+        decode_cpus: CPUs each read+decode task reserves.
+    """
+
+    address: str | None = None
+    actors: int | None = None
+    shard_size: int = 1024
+    cpus_per_actor: float = 1.0
+    gpus_per_actor: float = 0.0
+    decode_cpus: float = 1.0
+
+
+def shard_key(items: Sequence[SourceItem], fingerprint: str, reprs: Sequence[str], sparse_fp: str | None) -> str:
+    h = hashlib.sha256(f"{fingerprint}|{','.join(reprs)}|{sparse_fp}".encode())
+    for it in items:
+        h.update(f"\n{it.id}\t{it.signature}".encode())
+    return h.hexdigest()[:24]
+
+
+def _item_json(it: SourceItem) -> dict[str, Any]:
+    return {"id": it.id, "image": it.image, "captions": list(it.captions), "meta": it.meta, "signature": it.signature}
+
+
+def _item_from(d: dict[str, Any]) -> SourceItem:
+    return SourceItem(id=d["id"], image=d["image"], captions=tuple(d["captions"]), meta=d["meta"],
+                      signature=d["signature"])
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_load(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+_ENCODERS: dict[str, Encoder] = {}
+
+
+def _cached_encoder(spec: str) -> Encoder:
+    """One model per worker process for the decode tasks (they only use its preprocessing)."""
+    if spec not in _ENCODERS:
+        from ..encoders.registry import load_encoder
+
+        _ENCODERS[spec] = load_encoder(spec)
+    return _ENCODERS[spec]
+
+
+def read_decode(batch: dict[str, Any], *, spec: str, max_pixels: int) -> dict[str, list[Any]]:
+    """Ray stage 2: per shard row, the preprocessed arrays of its images and its failures."""
+    from ..images import load_image
+
+    encoder = _cached_encoder(spec)
+    out: dict[str, list[Any]] = {"key": [], "items": [], "pixels": [], "failed": []}
+    for key, items_json in zip(batch["key"], batch["items"], strict=True):
+        items = json.loads(items_json)
+        arrays, kept, failed = [], [], []
+        for it in items:
+            if it["image"] is None:
+                kept.append(it)
+                continue
+            try:
+                image = load_image(it["image"], draft_size=encoder.draft_size, max_pixels=max_pixels)
+                arrays.append(encoder.preprocess_image(image))
+                kept.append(it)
+            except ItrError as exc:
+                failed.append(str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad file must never abort the shard
+                failed.append(f"{it['image']}: {type(exc).__name__}: {exc}")
+        pixels = np.stack(arrays) if arrays else np.zeros((0,), np.float32)
+        out["key"].append(key)
+        out["items"].append(json.dumps(kept))
+        out["pixels"].append(_npy_bytes(pixels))
+        out["failed"].append(json.dumps(failed))
+    return out
+
+
+class EncodeActor:
+    """Ray stage 3: one model per actor; image arrays and captions of a shard to vectors."""
+
+    def __init__(self, spec: str, fingerprint: str, sparse_spec: str | None, batch_size: int,
+                 keep_dense: bool) -> None:
+        from ..encoders.registry import load_encoder
+
+        self.encoder = _ENCODERS.get(spec) or load_encoder(spec)
+        _ENCODERS[spec] = self.encoder  # Ray fuses the decode stage into this process: one model, not two
+        if self.encoder.fingerprint != fingerprint:
+            raise IncompatibleModelError(
+                f"model '{spec}' on Ray node {os.uname().nodename} has fingerprint {self.encoder.fingerprint}, the "
+                f"driver's has {fingerprint}; every node must have the same checkpoint")
+        self.sparse: SparseEncoder | None = None
+        if sparse_spec is not None:
+            from ..sparse.encoder import load_sparse_encoder
+
+            self.sparse = load_sparse_encoder(sparse_spec, self.encoder)
+        self.batch_size = batch_size
+        self.keep_dense = keep_dense
+        _record_pid()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"key": [], "items": [], "failed": [], "images": [], "texts": [],
+                                     "sparse_images": [], "sparse_texts": []}
+        dim = self.encoder.dim
+        for key, items_json, pixels, failed in zip(batch["key"], batch["items"], batch["pixels"], batch["failed"],
+                                                   strict=True):
+            items = json.loads(items_json)
+            px = _npy_load(pixels)
+            parts = [self.encoder.encode_pixels(px[i : i + self.batch_size]) for i in range(0, len(px), self.batch_size)]
+            images = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, dim), np.float32)
+            captions = [c for it in items for c in it["captions"]]
+            texts = self.encoder.encode_texts(captions) if captions else np.zeros((0, dim), np.float32)
+            sp_img = sp_txt = b""
+            if self.sparse is not None:
+                sp_img = _csr_bytes(self.sparse.encode(images, "image", max_terms=self.sparse.doc_terms))
+                sp_txt = _csr_bytes(self.sparse.encode(texts, "text", max_terms=self.sparse.doc_terms))
+            if not self.keep_dense:  # --repr sparse: no dense vectors kept
+                images, texts = images[:, :0].copy(), texts[:, :0].copy()
+            for name, value in (("key", key), ("items", json.dumps(items)), ("failed", failed),
+                                ("images", _npy_bytes(np.ascontiguousarray(images, dtype=np.float32))),
+                                ("texts", _npy_bytes(np.ascontiguousarray(texts, dtype=np.float32))),
+                                ("sparse_images", sp_img), ("sparse_texts", sp_txt)):
+                out[name].append(value)
+        return out
+
+
+def write_shards(batch: dict[str, Any], *, shards_dir: str, sparse_info: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """Ray stage 4: each shard to ``shards_dir/KEY`` (a segment folder, renamed into place whole)."""
+    out: dict[str, list[Any]] = {"key": [], "items": [], "images": [], "texts": []}
+    for row in range(len(batch["key"])):
+        key = str(batch["key"][row])
+        items = [_item_from(d) for d in json.loads(batch["items"][row])]
+        records, texts = segment_records(items)
+        final = Path(shards_dir) / key
+        if not final.is_dir():  # a retried task finds the first attempt's complete folder: keep it
+            tmp = Path(shards_dir) / f".{key}.{uuid.uuid4().hex}.tmp"
+            sparse = (_csr_load(batch["sparse_images"][row]), _csr_load(batch["sparse_texts"][row])) if sparse_info \
+                else (None, None)
+            write_segment_files(tmp, records, _npy_load(batch["images"][row]), texts, _npy_load(batch["texts"][row]),
+                                *sparse, sparse_info)
+            write_jsonl(tmp / FAILED, [{"reason": r} for r in json.loads(batch["failed"][row])])
+            try:
+                os.rename(tmp, final)
+            except OSError:  # another attempt renamed first
+                shutil.rmtree(tmp, ignore_errors=True)
+        out["key"].append(key)
+        out["items"].append(len(items))
+        out["images"].append(sum(it.image is not None for it in items))
+        out["texts"].append(len(texts))
+    return out
+
+
+def _csr_bytes(matrix: Any) -> bytes:
+    from scipy import sparse as sp
+
+    buf = io.BytesIO()
+    sp.save_npz(buf, matrix.tocsr(), compressed=False)
+    return buf.getvalue()
+
+
+def _csr_load(data: bytes) -> Any:
+    from scipy import sparse as sp
+
+    return sp.load_npz(io.BytesIO(data)).tocsr()
+
+
+def _record_pid() -> None:
+    """Tests kill a live encoder actor: they learn its pid from this file."""
+    folder = os.environ.get("ITR_RAY_PID_DIR")
+    if folder:
+        Path(folder, f"{os.getpid()}.pid").write_text(str(os.getpid()), encoding="ascii")
+
+
+def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str],
+                    options: BuildOptions | None = None, ray_options: RayOptions | None = None,
+                    progress: ProgressFn | None = None, sparse: SparseEncoder | None = None,
+                    ann_progress: ProgressFn | None = None) -> BuildReport:
+    """``build_index`` with the encode step on Ray (see the module docstring). The index is the same
+    as an in-process build's; ``report.resumed_shards`` counts shards a previous run had finished."""
+    ray = require("ray", "ray", "itr index --engine ray")
+    options = options or BuildOptions()
+    ray_options = ray_options or RayOptions()
+    start = time.perf_counter()
+    reprs = representations(options.representation)
+    if "sparse" in reprs and sparse is None:
+        raise InputError(f"--repr {options.representation} needs a sparse encoder")
+    if ray_options.shard_size < 1:
+        raise InputError(f"--shard-size must be at least 1 (got {ray_options.shard_size})")
+    root = Path(out)
+    report = BuildReport(index=str(root), failed=list(scan.problems))
+    if scan.problems and options.on_error is OnError.STOP:
+        raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
+    sparse_desc = sparse.describe() if "sparse" in reprs and sparse is not None else None
+    with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
+                     sparse=sparse_desc) as writer:
+        live, todo = plan_update(writer, scan, report)
+        sparse_fp = (sparse_desc or {}).get("fingerprint")
+        shards = [(shard_key(chunk, encoder.fingerprint, reprs, sparse_fp), list(chunk))
+                  for chunk in batched(todo, ray_options.shard_size)]
+        shards_dir = root / SHARDS_DIR
+        shards_dir.mkdir(parents=True, exist_ok=True)
+        keys = {k for k, _ in shards}
+        for stale in shards_dir.iterdir():  # another job's shards, or half-written ones
+            if stale.name not in keys:
+                shutil.rmtree(stale, ignore_errors=True)
+        pending = [(k, chunk) for k, chunk in shards if not (shards_dir / k).is_dir()]
+        report.resumed_shards = len(shards) - len(pending)
+        total = len(todo)
+        done = sum(len(chunk) for k, chunk in shards if (shards_dir / k).is_dir())
+        if progress:
+            progress(done, total)
+        if pending:
+            _run_pipeline(ray, pending, encoder, sparse if "sparse" in reprs else None, options, ray_options,
+                          shards_dir, writer.manifest.get("sparse") if "sparse" in reprs else None,
+                          "dense" in reprs, progress, done, total)
+        _merge(writer, shards, shards_dir, live, options, report)
+        writer.maybe_compact()
+        if options.ann is not None or writer.ann_policy.enabled:
+            report.ann = writer.build_ann(options.ann, progress=ann_progress)
+        report.counts = dict(writer.manifest["counts"])
+        shutil.rmtree(shards_dir, ignore_errors=True)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder: Encoder,
+                  sparse: SparseEncoder | None, options: BuildOptions, ro: RayOptions, shards_dir: Path,
+                  sparse_info: dict[str, Any] | None, keep_dense: bool, progress: ProgressFn | None,
+                  done: int, total: int) -> None:
+    import logging
+
+    for name in ("ray", "ray.data"):  # Ray's own INFO lines would bury ITR's progress bar
+        logging.getLogger(name).setLevel(logging.WARNING)
+    started_here = not ray.is_initialized()
+    if started_here:
+        try:
+            ray.init(address=ro.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("ITR_")}})
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = ro.address or "a local Ray instance"
+            raise InputError(f"could not start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
+    try:
+        from ray.data import ActorPoolStrategy, DataContext
+
+        ctx = DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.verbose_stats_logs = False
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        actors = ro.actors or max(1, cpus // 2)
+        rows = [{"key": k, "items": json.dumps([_item_json(it) for it in chunk])} for k, chunk in pending]
+        ds = ray.data.from_items(rows, override_num_blocks=len(rows))
+        ds = ds.map_batches(read_decode, batch_size=1, num_cpus=ro.decode_cpus,
+                            fn_kwargs={"spec": encoder.spec, "max_pixels": options.max_pixels})
+        ds = ds.map_batches(EncodeActor, batch_size=1, compute=ActorPoolStrategy(size=actors),
+                            num_cpus=ro.cpus_per_actor, num_gpus=ro.gpus_per_actor,
+                            fn_constructor_kwargs={"spec": encoder.spec, "fingerprint": encoder.fingerprint,
+                                                   "sparse_spec": sparse.spec if sparse is not None else None,
+                                                   "batch_size": options.batch_size, "keep_dense": keep_dense})
+        ds = ds.map_batches(write_shards, batch_size=1, num_cpus=0.25,
+                            fn_kwargs={"shards_dir": str(shards_dir), "sparse_info": sparse_info})
+        for row in ds.iter_rows():
+            done += int(row["items"])
+            if progress:
+                progress(done, total)
+    except ray.exceptions.RayError as exc:  # a worker's error, wrapped: show the ITR one-liner if it is one
+        cause = _itr_cause(exc)
+        if cause is not None:
+            raise cause from None
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(f"the Ray job failed: {type(exc).__name__}: {first}; finished shards are kept, run the "
+                         "same command again to resume") from exc
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _itr_cause(exc: BaseException) -> ItrError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ItrError):
+            return seen
+        cause = getattr(seen, "cause", None)
+        if isinstance(cause, ItrError):
+            return cause
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _merge(writer: IndexWriter, shards: list[tuple[str, list[SourceItem]]], shards_dir: Path,
+           live: dict[str, Any], options: BuildOptions, report: BuildReport) -> None:
+    """Every shard becomes a segment, with the deletions, in one commit (in source order)."""
+    for key, _ in shards:
+        folder = shards_dir / key
+        if not folder.is_dir():
+            raise InputError(f"{display_path(folder)}: shard missing after the Ray job; run the command again")
+        failed = [r["reason"] for r in read_jsonl(folder / FAILED)]
+        if failed and options.on_error is OnError.STOP:
+            raise InputError(failed[0] + " (stopped: --on-error stop; nothing was merged, finished shards are kept)")
+        report.failed.extend(failed)
+    for key, chunk in shards:
+        folder = shards_dir / key
+        (folder / FAILED).unlink(missing_ok=True)
+        items = read_jsonl(folder / "items.jsonl")
+        kept = {it["id"] for it in items}
+        for it in chunk:  # a changed item's old version goes in the same commit as its new one
+            if it.id in live:
+                writer.delete(live[it.id].segment, [it.id])
+        report.updated += sum(i in live for i in kept)
+        report.added += sum(i not in live for i in kept)
+        report.staged.extend(it["id"] for it in items)
+        report.images_encoded += sum(it.get("row") is not None for it in items)
+        report.texts_encoded += sum(int(it.get("captions", 0)) for it in items)
+        if items:
+            writer.adopt_segment(folder, items)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    writer.commit(complete=True)
