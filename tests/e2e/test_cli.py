@@ -155,3 +155,31 @@ def test_make_dataset_and_models(tmp_path: Path) -> None:
     assert code == 2 and "no CLDR annotations for language 'zz-nope'" in stderr
     code, stdout, _ = itr("models")
     assert code == 0 and stdout.splitlines()[:3] == ["builtin", "builtin:proj", "builtin:conse"]
+
+
+def test_approximate_index_from_the_cli(emoji_jsonl: Path, emoji_index: Path, tmp_path: Path) -> None:
+    """--index on an existing index builds the structure without re-encoding; search uses it and its
+    knobs; --index exact removes it again."""
+    import shutil
+
+    copy = tmp_path / "idx"
+    shutil.copytree(emoji_index, copy)
+    code, stdout, stderr = itr("index", emoji_jsonl, "--out", copy, "--index", "ivf-flat", "--ann-min-rows", "50",
+                               "--json")
+    report = json.loads(stdout)
+    assert code == 0, stderr
+    assert report["images_encoded"] == 0 and report["ann"] and report["ann"][0].endswith(": IVF2,Flat")
+    code, stdout, _ = itr("info", copy, "--json")
+    ann = json.loads(stdout)["ann"]
+    assert ann["policy"]["kind"] == "ivf-flat" and {b["side"] for b in ann["built"]} == {"images", "texts"}
+    assert all(0 < b["recall"] <= 1 and b["knob"] == "nprobe" for b in ann["built"])
+    results = {}
+    for flags in ((), ("--nprobe", "2"), ("--exact",)):
+        code, stdout, stderr = itr("search", copy, "a watch", "-k", "3", "--json", *flags)
+        assert code == 0, stderr
+        results[flags] = [r["id"] for r in json.loads(stdout)["results"]]
+    assert results[("--nprobe", "2")] == results[("--exact",)]  # every list visited: exact
+    code, _, stderr = itr("index", emoji_jsonl, "--out", copy, "--index", "annoy")
+    assert code == 2 and "unknown index kind 'annoy'; valid kinds: exact, auto, hnsw" in stderr
+    code, _, _ = itr("index", emoji_jsonl, "--out", copy, "--index", "exact", "--quiet")
+    assert code == 0 and not list(copy.glob("segments/*/ann-*"))

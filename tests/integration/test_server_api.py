@@ -245,3 +245,25 @@ def test_reindexing_the_source_keeps_uploaded_items(tmp_path: Path) -> None:
     assert report.removed == 1 and report.updated == 11  # same ids, other files; 'mine' is not the source's
     info = client.get("/api/info").json()
     assert info["counts"]["items"] == 12 and client.get("/api/items/mine").status_code == 200
+
+
+def test_search_over_an_approximate_index_and_its_knobs(tmp_path: Path) -> None:
+    """An index with an ANN structure answers the same API; nprobe/ef_search/exact reach it."""
+    pytest.importorskip("faiss")
+    from itr.index import IndexWriter
+    from itr.index.ann import AnnPolicy
+    from itr.testing import ColorEncoder
+
+    index = color_index(tmp_path, n=120, repr_="dense")
+    with IndexWriter(index, encoder=ColorEncoder().describe()) as w:
+        w.build_ann(AnnPolicy(kind="ivf-flat", min_rows=100))
+    svc = color_service(index)
+    client = TestClient(create_app(svc))
+    assert svc.searcher.index.segments[0].image_ann is not None
+    answers = [client.get("/api/search", params={"q": "green", "k": 5, **extra})
+               for extra in ({}, {"nprobe": 2}, {"exact": True}, {"ef_search": 64})]
+    assert all(r.status_code == 200 for r in answers)
+    scores = [[round(h["score"], 5) for h in r.json()["results"]] for r in answers]
+    assert scores[1] == scores[2]  # nprobe = nlist (2): every list, so exact (equal-score squares may differ)
+    assert all(h["meta"]["color"] == "green" for h in answers[0].json()["results"])
+    assert client.get("/api/search", params={"q": "green", "nprobe": 0}).status_code == 422

@@ -63,8 +63,8 @@ def test_unreadable_image_needs_skip_flag(flickr: EvalDataset) -> None:
 
 def test_unknown_index_kind_fails_before_encoding(flickr: EvalDataset) -> None:
     enc = ColorEncoder()
-    with pytest.raises(UnknownNameError, match="unknown index kind 'hnsw'; valid: exact, faiss:FACTORY"):
-        run_eval(flickr, enc, index_kinds=["hnsw"])
+    with pytest.raises(UnknownNameError, match="unknown index kind 'annoy'; valid: exact, auto, hnsw"):
+        run_eval(flickr, enc, index_kinds=["annoy"])
     assert enc.images_encoded == 0
 
 
@@ -142,6 +142,12 @@ def test_faiss_kinds_against_exact() -> None:
     assert exact["t2i"]["R@10"] > 50  # a task that is neither trivial nor hopeless
     assert flat["t2i"]["median_rank"] == exact["t2i"]["median_rank"]
     assert hnsw["index"] == "faiss:HNSW16@efSearch=128" and hnsw["index_bytes"] > flat["index_bytes"]
+    assert "recall10_vs_exact" not in exact and flat["recall10_vs_exact"] == 1.0
+    # the kinds of itr index --index: tuned for recall 0.95 against exact, reported as such
+    for kind in ("ivf-flat", "hnsw", "sq8"):
+        r = evaluate_encoded(encoded, index_kind=kind, options=opts)
+        assert r["index"] == kind and 0.9 <= r["recall10_vs_exact"] <= 1.0
+        assert r["t2i"]["R@10"] >= exact["t2i"]["R@10"] - 5
     with pytest.raises(InputError, match="FAISS index 'IVF4096,Flat' could not be built over 300 vectors"):
         evaluate_encoded(encoded, index_kind="faiss:IVF4096,Flat", options=opts)
     with pytest.raises(InputError, match="FAISS index 'Bogus12' could not be built"):

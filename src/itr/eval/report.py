@@ -44,7 +44,8 @@ def _bytes(n: float) -> str:
 
 
 COLUMNS = ("dataset", "model", "index", "images", "texts", "i2t R@1", "i2t R@5", "i2t R@10", "t2i R@1",
-           "t2i R@5", "t2i R@10", "RSUM", "medR i2t/t2i", "img/s", "query ms p50", "index size")
+           "t2i R@5", "t2i R@10", "RSUM", "medR i2t/t2i", "img/s", "query ms p50", "index size",
+           "R@10 vs exact")
 
 
 def table_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -59,11 +60,18 @@ def table_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
             _num(t2i["R@1"]), _num(t2i["R@5"]), _num(t2i["R@10"]), _num(r["rsum"]),
             f"{_num(i2t['median_rank'], 0)}/{_num(t2i['median_rank'], 0)}",
             _num(r.get("images_per_second")), _num(r["latency_ms"]["p50"], 3), _bytes(r["index_bytes"]),
+            _vs_exact(r),
         ])
     return rows
 
 
-TERMINAL_COLUMNS = ("run", "i2t\nR@1/5/10", "t2i\nR@1/5/10", "RSUM", "ms/\nquery", "index\nsize")
+TERMINAL_COLUMNS = ("run", "i2t\nR@1/5/10", "t2i\nR@1/5/10", "RSUM", "ms/\nquery", "index\nsize", "vs\nexact")
+
+
+def _vs_exact(report: dict[str, Any]) -> str:
+    """Recall@10 of an approximate kind against exact search (t2i), as a fraction; '-' for exact."""
+    value = report.get("recall10_vs_exact")
+    return "-" if value is None else f"{value:.3f}"
 
 
 def terminal_tables(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[list[str]]]]:
@@ -78,7 +86,7 @@ def terminal_tables(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[l
         run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
         rec = ["/".join(_num(r[d][f"R@{k}"]) for k in (1, 5, 10)) for d in ("i2t", "t2i")]
         groups.setdefault(title, []).append([run, *rec, _num(r["rsum"]), _num(r["latency_ms"]["p50"], 3),
-                                             _bytes(r["index_bytes"])])
+                                             _bytes(r["index_bytes"]), _vs_exact(r)])
     return list(groups.items())
 
 

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
 from . import metrics
 from .datasets import CaptionTable, EvalDataset
-from .galleries import Gallery, check_index_kind, make_gallery, needs_sparse
+from .galleries import ExactGallery, Gallery, check_index_kind, make_gallery, needs_sparse
 
 CURVE_MAX_K = 50
 
@@ -238,11 +238,22 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         "versions": package_versions(), "machine": machine(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if not gallery.exact:
+        report["recall10_vs_exact"] = _recall_vs_exact(gallery, encoded.image_emb, encoded.text_emb)
     if ds.multilingual:
         report["languages"] = list(ds.languages)
         report["per_language"] = per_lang
         report["mrv"] = _mrv(ds, ranks_by_lang, table)
     return report
+
+
+def _recall_vs_exact(gallery: Gallery, images: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
+    """Text-to-image recall@k of an approximate kind against exact search: the fraction of the exact
+    top k it finds (how much the index loses, apart from the model's own quality)."""
+    k = min(k, len(images))
+    truth = ExactGallery(images).search(queries, k)
+    found = gallery.search(queries, k)
+    return round(float(np.mean([len(np.intersect1d(f[f >= 0], t)) / k for f, t in zip(found, truth, strict=True)])), 4)
 
 
 def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable) -> dict[str, float | int | None]:

@@ -260,7 +260,7 @@ class DenseIndex:
                 continue
             index = seg.ann(target)
             if index is not None and not (ann is not None and ann.exact):
-                scores, top = _ann_candidates(index, mat, live, q, k, ann)
+                scores, top = ann_candidates(index, mat, live, q, k, ann)
                 cand_scores.append(scores)
                 cand_refs.append((si, top))
                 continue
@@ -337,7 +337,7 @@ class DenseIndex:
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
 
 
-def _ann_candidates(index: AnnIndex, mat: np.ndarray, live: np.ndarray, q: np.ndarray, k: int,
+def ann_candidates(index: AnnIndex, mat: np.ndarray, live: np.ndarray, q: np.ndarray, k: int,
                     ann: AnnQuery | None) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of one segment's top-k per query: candidates from its ANN index (deleted rows
     skipped inside the search), scored exactly from the memory-mapped vectors. -1 pads rows."""

@@ -95,9 +95,13 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
         mode: Annotated[Mode, Query(description="dense, sparse or hybrid (the index must store them).")] = Mode.DENSE,
         fusion: Annotated[Fusion, Query(description="Hybrid fusion.")] = Fusion.RESCORE,
         explain: Annotated[bool, Query(description="List matched sparse terms per result.")] = False,
+        nprobe: Annotated[int | None, Query(ge=1, le=65536, description="Approximate IVF index: lists to visit (default: tuned).")] = None,
+        ef_search: Annotated[int | None, Query(ge=1, le=65536, description="Approximate HNSW index: candidate list size (default: tuned).")] = None,
+        exact: Annotated[bool, Query(description="Scan every vector, ignoring approximate indexes.")] = False,
     ) -> SearchOptions:
         """The query parameters every search endpoint takes."""
-        return SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain)
+        return SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain, nprobe=nprobe,
+                             ef_search=ef_search, exact=exact)
 
     Options = Annotated[SearchOptions, Depends(search_options)]
 
