@@ -67,6 +67,10 @@ def test_image_to_text_and_image_to_image(emoji_index: Path, emoji_jsonl: Path) 
     (["index", "{tmp}", "--out", "{tmp}/o3", "--model", "clip-xl"], "unknown model 'clip-xl'"),
     (["index", "{tmp}", "--out", "{tmp}/o3", "--on-error", "maybe"], "--on-error must be one of"),
     (["search", "{index}", "dog", "--model", "builtin:nope"], "unknown built-in model"),
+    (["index", "{tmp}", "--out", "{tmp}/o4", "--engine", "spark"], "--engine must be 'local' or 'ray'"),
+    (["index", "{tmp}", "--out", "{tmp}/o4", "--ray-address", "h:1"], "--ray-address needs --engine ray"),
+    (["index", "{tmp}", "--out", "{tmp}/o4", "--max-memory", "lots"], "--max-memory 'lots' is not a size"),
+    (["index", "{tmp}", "--out", "{tmp}/o4", "--index", "hnsw", "--repr", "sparse"], "--repr sparse keeps none"),
 ])
 def test_bad_input_one_line_errors(args: list[str], message: str, emoji_index: Path, tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("no images here")

@@ -59,13 +59,20 @@ def index(
     from ..index.manifest import representations
 
     with _errors():
+        if engine not in ("local", "ray"):
+            _fail(f"--engine must be 'local' or 'ray' (got '{engine}')")
+        if engine == "local" and ray_address is not None:
+            _fail("--ray-address needs --engine ray")
         ann = None
         if index_kind is not None or max_memory is not None:
             ann = AnnPolicy(kind=index_kind or "auto", max_memory=parse_memory(max_memory), recall=ann_recall,
                             max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows, mmap=ann_mmap)
         policy = _choice(OnError, on_error, "--on-error")
-        scan = scan_source(source, on_error=policy)
         reprs = representations(repr_)
+        if ann is not None and ann.enabled and "dense" not in reprs:
+            _fail(f"--index {ann.kind} searches dense vectors; --repr sparse keeps none (use --repr both, "
+                  "or --index exact)")
+        scan = scan_source(source, on_error=policy)
         encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
         sparse = None
         if "sparse" in reprs:
@@ -75,10 +82,6 @@ def index(
         options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
                                max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
                                ann=ann)
-        if engine not in ("local", "ray"):
-            _fail(f"--engine must be 'local' or 'ray' (got '{engine}')")
-        if engine == "local" and ray_address is not None:
-            _fail("--ray-address needs --engine ray")
         with progress_bars(not (quiet or json_out)) as bar:
             if engine == "ray":
                 from ..index.distributed import RayOptions, build_index_ray

@@ -67,7 +67,8 @@ class RayOptions:
         actors: encoder actors in the pool (default: one per 2 CPUs of the cluster, at least 1).
         shard_size: items per shard: the unit of work, of resumption and of one new segment.
         cpus_per_actor, gpus_per_actor: resources each encoder actor reserves.
-        decode_cpus: CPUs each read+decode task reserves.
+        decode_cpus: CPUs each read+decode task reserves (below 1 so that decoding is never
+            starved by encoder actors that reserve every CPU of a node).
     """
 
     address: str | None = None
@@ -75,7 +76,7 @@ class RayOptions:
     shard_size: int = 1024
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
-    decode_cpus: float = 1.0
+    decode_cpus: float = 0.5
 
 
 def shard_key(items: Sequence[SourceItem], fingerprint: str, reprs: Sequence[str], sparse_fp: str | None) -> str:
