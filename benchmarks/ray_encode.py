@@ -49,8 +49,8 @@ def main() -> None:
     local = build_index(scan, encoder, work / "local", BuildOptions())
     runs["local"] = time.perf_counter() - t0
     print(f"local: {runs['local']:.1f} s", flush=True)
-    for name, ro in [("ray, 1 actor", RayOptions(actors=1, shard_size=args.shard_size)),
-                     ("ray, 1 actor per CPU", RayOptions(actors=cpus, shard_size=args.shard_size))]:
+    for name, ro in [("ray, 1 actor x all CPUs", RayOptions(actors=1, cpus_per_actor=cpus, shard_size=args.shard_size)),
+                     ("ray, 1 actor per CPU", RayOptions(actors=cpus, cpus_per_actor=1, shard_size=args.shard_size))]:
         out = work / name.replace(" ", "_").replace(",", "")
         t0 = time.perf_counter()
         report = build_index_ray(scan, encoder, out, BuildOptions(), ro)

@@ -68,7 +68,7 @@ def test_jsonl_split_and_json_to_stdout(tmp_path: Path) -> None:
     (["eval", "emoji:en", "--split", "dev"], "unknown split 'dev'"),
     (["eval", "jsonl:{tmp}/gone.jsonl"], "1 of 2 images of jsonl:"),
     (["eval", "jsonl:{tmp}/empty_caption.jsonl"], "empty caption"),
-    (["eval", "emoji:en", "--index", "hnsw"], "unknown index kind 'hnsw'"),
+    (["eval", "emoji:en", "--index", "annoy"], "unknown index kind 'annoy'; valid: exact, auto, hnsw"),
     (["eval", "emoji:en", "--plot", "{tmp}/p.gif"], "--plot"),
     (["eval", "emoji:en", "--tie", "random"], "--tie must be"),
     (["eval", "emoji:zz-nope"], "no CLDR annotations for language 'zz-nope'"),

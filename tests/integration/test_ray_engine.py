@@ -129,20 +129,35 @@ def test_interrupted_job_resumes_without_re_encoding_finished_shards(ray_local: 
 
 def test_a_killed_worker_loses_and_duplicates_nothing(ray_local: Path, source: Path, model: str, reference: Path,
                                                       tmp_path: Path) -> None:
+    import threading
+
     for f in ray_local.iterdir():
         f.unlink()
     out = tmp_path / "idx"
-    killed = []
+    killed: list[tuple[int, int]] = []
+    stop = threading.Event()
 
-    def kill_an_actor(done: int, total: int) -> None:
-        pids = [int(p.stem) for p in ray_local.glob("*.pid")]
-        if done > 0 and not killed and pids:
-            os.kill(pids[0], signal.SIGKILL)  # mid-run: shards are still queued for this actor
-            killed.append(pids[0])
+    def kill_mid_run() -> None:
+        """SIGKILL the encoder actor once some shards are written and others are not."""
+        while not stop.is_set():
+            pids = [int(p.stem) for p in ray_local.glob("*.pid")]
+            shards = out / SHARDS_DIR
+            written = len([p for p in shards.iterdir() if not p.name.startswith(".")]) if shards.is_dir() else 0
+            if pids and written >= 3:
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append((pids[0], written))
+                return
+            stop.wait(0.002)
 
-    report = build_index_ray(scan_source(source), load_encoder(model), out, BuildOptions(),
-                             RayOptions(shard_size=5, actors=1), progress=kill_an_actor)
-    assert killed, "no actor was killed: the test did not exercise the fault"
+    killer = threading.Thread(target=kill_mid_run)
+    killer.start()
+    try:
+        report = build_index_ray(scan_source(source), load_encoder(model), out, BuildOptions(batch_size=1),
+                                 RayOptions(shard_size=1, actors=1))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed and killed[0][1] < N + 2, "no actor was killed mid-run: the test did not exercise the fault"
     assert len(list(ray_local.glob("*.pid"))) >= 2  # Ray started a replacement actor
     assert report.added == N + 1
     _assert_same_index(out, reference)
@@ -154,7 +169,7 @@ def test_another_model_is_refused(model: str, tmp_path: Path, tmp_path_factory: 
     """An actor whose checkpoint differs from the driver's refuses to encode; a shard of another
     dimension is refused by the index."""
     with pytest.raises(IncompatibleModelError, match="every node must have the same checkpoint"):
-        EncodeActor(model, "another-fingerprint", None, 8, True)
+        EncodeActor(model, "another-fingerprint", None, 8, True, 1, 10**8)
     with IndexWriter(tmp_path / "idx", encoder={"spec": "x", "fingerprint": "f", "dim": 16}) as w:
         shard = tmp_path / "shard"
         write_segment_files(shard, [{"id": "a", "image": None, "row": 0, "signature": "", "meta": {}, "captions": 0}],

@@ -261,7 +261,7 @@ def eval_(
     datasets: Annotated[list[str], typer.Argument(
         metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart.")],
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
-    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64), sparse[@max_postings=N], hybrid[:rescore|rrf|weighted][@candidates=N].")] = None,
+    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, auto, hnsw, ivf-flat, ivf-sq8, ivf-pq, opq-ivf-pq, sq8, sq-fp16 (as itr index --index builds them), faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64), sparse[@max_postings=N], hybrid[:rescore|rrf|weighted][@candidates=N].")] = None,
     sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse/hybrid kinds (default: the model's shipped one).")] = None,
     split: Annotated[str | None, typer.Option(help="Split to evaluate (default: test for karpathy and built-in sets).")] = None,
     images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
