@@ -128,7 +128,8 @@ def test_policy_changes_rebuild_or_remove_and_old_files_go(tmp_path: Path) -> No
     seg = root / "segments" / "seg-000001"
     with IndexWriter(root, encoder=enc) as w:
         w.build_ann(AnnPolicy(kind="ivf-flat", min_rows=1000))
-        assert w.build_ann() == []  # the same policy again: nothing to do
+        generation = w.manifest["generation"]
+        assert w.build_ann() == [] and w.manifest["generation"] == generation  # same policy: no work, no commit
         first = sorted(p.name for p in seg.glob("ann-*"))
         w.build_ann(AnnPolicy(kind="hnsw", min_rows=1000))
     second = sorted(p.name for p in seg.glob("ann-*"))

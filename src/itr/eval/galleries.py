@@ -25,6 +25,7 @@ import numpy as np
 
 from .._utils import require
 from ..errors import InputError, UnknownNameError
+from ..index.ann import NAMED_KINDS
 from ..index.store import top_k_indices
 
 
@@ -102,11 +103,11 @@ class AnnGallery:
         self.ann = build_tuned(self.vectors, kind, None, AnnPolicy(kind=kind, recall=recall, min_rows=1))
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        from ..index.store import ann_candidates
+        from ..index.ann import rescore_candidates
 
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = min(k, len(self.vectors))
-        return ann_candidates(self.ann, self.vectors, np.ones(len(self.vectors), bool), q, k, None)[1]
+        return rescore_candidates(self.ann.candidates(q, self.ann.depth(k)), q, self.vectors, k)[1]
 
     def nbytes(self) -> int:
         return int(_faiss().serialize_index(self.ann.index).nbytes)
@@ -183,7 +184,7 @@ def _faiss() -> Any:
 GALLERY_KINDS: dict[str, Callable[[np.ndarray], Gallery]] = {"exact": ExactGallery}
 """Named index kinds. Kinds with parameters use a scheme (``faiss:``); sparse kinds register here too."""
 
-ANN_KINDS = ("auto", "hnsw", "ivf-flat", "ivf-sq8", "ivf-pq", "opq-ivf-pq", "sq8", "sq-fp16")
+ANN_KINDS = tuple(k for k in NAMED_KINDS if k != "exact")  # as itr index --index names them
 KIND_FORMS = ("exact", *ANN_KINDS, "faiss:FACTORY[@PARAMS]", "sparse[@max_postings=N]", "hybrid[:rescore|rrf|weighted][@candidates=N]")
 FUSIONS = ("rescore", "rrf", "weighted")
 

@@ -93,11 +93,9 @@ def pq_m(dim: int, budget_bytes: float) -> int | None:
     return None
 
 
-def estimated_bytes(kind: str, dim: int, m: int | None = None) -> float:
-    """Bytes per vector of a named kind (what the choice in ``auto`` compares with the budget)."""
-    m = m or max(4, dim // 8)
-    return {"exact": 4 * dim, "hnsw": 4 * dim + 2 * HNSW_M * 4 + 8, "ivf-flat": 4 * dim + 8, "ivf-sq8": dim + 8,
-            "ivf-pq": m + 8, "opq-ivf-pq": m + 8, "sq8": dim, "sq-fp16": 2 * dim}[kind]
+def estimated_bytes(kind: str, dim: int) -> float:
+    """Bytes per vector of the kinds ``auto`` prefers to IVF-PQ (IVF-PQ's size is chosen to fit)."""
+    return {"hnsw": 4 * dim + 2 * HNSW_M * 4 + 8, "ivf-sq8": dim + 8}[kind]
 
 
 def fixed_bytes(kind: str, n: int, dim: int) -> float:
@@ -159,7 +157,7 @@ def factory_for(kind: str, n: int, dim: int, budget: float | None = None) -> str
 
 def min_rows_for(kind: str) -> int:
     """Vectors a kind needs to train: 8-bit PQ codebooks have 256 centroids each."""
-    return 256 if kind in ("ivf-pq", "opq-ivf-pq", "auto") else 1
+    return 256 if kind in ("ivf-pq", "opq-ivf-pq") else 1
 
 
 def check_kind(kind: str) -> None:
@@ -285,7 +283,7 @@ class AnnIndex:
             depth = min(len(vectors), k * factors[-1])
             ids = self.candidates(q, depth, value=value)
             for f in factors:
-                r = _overlap(_rescored(ids[:, : k * f], q, vectors, k), truth)
+                r = _overlap(rescore_candidates(ids[:, : k * f], q, vectors, k)[1], truth)
                 if tried and r <= max(t[0] for t in tried) and f > 1:
                     continue  # deeper re-ranking that gains nothing is never the choice
                 tried.append((r, self._latency(q, vectors, k, value, f), value, f))
@@ -308,7 +306,7 @@ class AnnIndex:
         for row in q[:LATENCY_QUERIES]:
             t0 = time.perf_counter()
             ids = self.candidates(row[None], k * factor, value=value)
-            _rescored(ids, row[None], vectors, k)
+            rescore_candidates(ids, row[None], vectors, k)
             times.append(time.perf_counter() - t0)
         return float(np.median(times) * 1e3)
 
@@ -385,17 +383,22 @@ def _quantised(index: Any) -> bool:
     return not name.endswith("Flat")
 
 
-def _rescored(ids: np.ndarray, queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
-    """Top-``k`` of each row of candidate ``ids`` by exact inner product (-1 pads)."""
-    out = np.full((len(ids), k), -1, dtype=np.int64)
-    for i, row in enumerate(ids):
-        c = row[row >= 0]
+def rescore_candidates(ids: np.ndarray, queries: np.ndarray, vectors: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the top ``k`` of each row of candidate ``ids`` (-1 pads) by exact inner
+    product with its query, read from ``vectors`` (memory-mapped: only these rows are touched).
+    Equal scores go to the lower row, as in exact search; -inf / -1 pad missing results."""
+    scores = np.full((len(ids), k), -np.inf, dtype=np.float32)
+    rows = np.full((len(ids), k), -1, dtype=np.int64)
+    for i, cand in enumerate(ids):  # per query: each has its own candidate rows
+        c = np.unique(cand[cand >= 0])  # sorted, for the tie order and a sequential read
         if len(c) == 0:
             continue
-        scores = np.asarray(vectors[np.sort(c)], dtype=np.float32) @ queries[i]
-        order = np.lexsort((np.sort(c), -scores))[:k]
-        out[i, : len(order)] = np.sort(c)[order]
-    return out
+        s = np.asarray(vectors[c], dtype=np.float32) @ queries[i]
+        order = np.lexsort((c, -s))[:k]
+        scores[i, : len(order)] = s[order]
+        rows[i, : len(order)] = c[order]
+    return scores, rows
 
 
 def _overlap(found: np.ndarray, truth: np.ndarray) -> float:

@@ -15,7 +15,7 @@ from .._utils import display_path, read_jsonl
 from ..errors import IncompatibleIndexError, InputError
 from ..sparse.index import SparseIndex
 from ..types import Embeddings, Hit, Target
-from .ann import AnnIndex, AnnQuery
+from .ann import AnnIndex, AnnQuery, rescore_candidates
 from .manifest import SEGMENTS_DIR, read_manifest
 
 IMAGES_SPARSE = "images-sparse"
@@ -260,7 +260,8 @@ class DenseIndex:
                 continue
             index = seg.ann(target)
             if index is not None and not (ann is not None and ann.exact):
-                scores, top = ann_candidates(index, mat, live, q, k, ann)
+                ids = index.candidates(q, index.depth(k, ann), live=live, value=index.knob_value(ann))
+                scores, top = rescore_candidates(ids, q, mat, k)  # exact scores from the vectors
                 cand_scores.append(scores)
                 cand_refs.append((si, top))
                 continue
@@ -335,24 +336,6 @@ class DenseIndex:
     def nbytes(self) -> int:
         """Bytes the index occupies on disk."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
-
-
-def ann_candidates(index: AnnIndex, mat: np.ndarray, live: np.ndarray, q: np.ndarray, k: int,
-                    ann: AnnQuery | None) -> tuple[np.ndarray, np.ndarray]:
-    """(scores, rows) of one segment's top-k per query: candidates from its ANN index (deleted rows
-    skipped inside the search), scored exactly from the memory-mapped vectors. -1 pads rows."""
-    ids = index.candidates(q, index.depth(k, ann), live=live, value=index.knob_value(ann))
-    scores = np.full((len(q), k), -np.inf, dtype=np.float32)
-    rows = np.full((len(q), k), -1, dtype=np.int64)
-    for i, cand in enumerate(ids):
-        c = np.unique(cand[cand >= 0])  # sorted: ties go to the lower row, as in exact search
-        if len(c) == 0:
-            continue
-        s = np.asarray(mat[c], dtype=np.float32) @ q[i]
-        order = np.lexsort((c, -s))[:k]
-        scores[i, : len(order)] = s[order]
-        rows[i, : len(order)] = c[order]
-    return scores, rows
 
 
 def _order(c: Candidate) -> tuple[float, int, int]:

@@ -266,15 +266,16 @@ class IndexWriter:
         budget shared by all the index's vectors), or none when it is smaller than ``min_rows``;
         structures built under another policy are replaced, and ``exact`` removes them all. Segments
         never change: the new file sits beside the segment's vectors and the manifest names it.
-        Returns "segment/side: factory" for each index built.
+        Returns "segment/side: factory" for each index built. Commits only when something changed.
         """
         self.commit(complete=self.manifest["complete"])
         policy = policy or self.ann_policy
         if policy.enabled and "dense" not in self.manifest["representations"]:
             raise InputError(f"{display_path(self.root)} keeps no dense vectors (--repr sparse): --index "
                              f"{policy.kind} needs them; rebuild with --repr both")
-        self.manifest["ann"] = policy.to_json() if policy.enabled else None
-        self._dirty = True
+        wanted = policy.to_json() if policy.enabled else None
+        changed = self.manifest.get("ann") != wanted
+        self.manifest["ann"] = wanted
         segs = self.manifest["segments"]
         dim = int(self.manifest["dim"])
         total = sum(s["images"] + s["texts"] for s in segs)
@@ -295,6 +296,7 @@ class IndexWriter:
                 if kind == "exact":
                     if current is not None:
                         del seg["ann"][side]
+                        changed = True
                 elif current is None or current.get("policy") != _policy_key(policy, kind):
                     plan.append((seg, side, kind, budget))
         built = []
@@ -317,7 +319,9 @@ class IndexWriter:
         for seg in segs:
             if seg.get("ann") == {}:
                 del seg["ann"]
-        self.commit(complete=self.manifest["complete"])
+        if changed or plan:
+            self._dirty = True
+            self.commit(complete=self.manifest["complete"])
         return built
 
     # -- compaction ----------------------------------------------------------------------------------
