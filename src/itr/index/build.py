@@ -170,44 +170,76 @@ def stage_items(writer: IndexWriter, items: list[SourceItem], encoder: Encoder, 
     return report
 
 
-def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter,
-                  live: dict[str, LiveItem], options: BuildOptions, report: BuildReport,
-                  sparse: SparseEncoder | None, origin: str | None = None) -> None:
-    """Encode one checkpoint's items and stage them as a segment (plus deletion of old versions)."""
+@dataclass(slots=True)
+class EncodedSegment:
+    """A segment's contents, encoded and not yet written: the records and vectors of the items
+    that encoded, and one line per item that did not."""
+
+    items: list[dict[str, Any]]
+    texts: list[dict[str, Any]]
+    images: np.ndarray
+    text_vectors: np.ndarray
+    sparse_images: Any
+    sparse_texts: Any
+    failed: list[str]
+
+
+def encode_segment(chunk: list[SourceItem], encoder: Encoder, options: BuildOptions, *,
+                   sparse: SparseEncoder | None = None, keep_dense: bool = True,
+                   origin: str | None = None) -> EncodedSegment:
+    """Decode and encode ``chunk`` (images in decode threads, captions, sparse vectors when
+    ``sparse``): the one encode step of in-process builds, HTTP additions and Ray actors.
+    ``keep_dense`` False (--repr sparse) keeps (n, 0) dense arrays.
+
+    Raises:
+        InputError: with ``on_error=STOP``, the first item that cannot be read.
+    """
     with_image = [it for it in chunk if it.image is not None]
     ok_vectors: dict[str, np.ndarray] = {}
+    failed: list[str] = []
     for batch in encode_image_files(encoder, [it.image for it in with_image],  # type: ignore[misc]
                                     batch_size=options.batch_size, workers=options.workers,
                                     max_pixels=options.max_pixels):
         for _pos, reason in batch.errors:
             if options.on_error is OnError.STOP:
                 raise InputError(reason + " (stopped: --on-error stop)")
-            report.failed.append(reason)
+            failed.append(reason)
         for pos, vec in zip(batch.indices, batch.embeddings, strict=True):
             ok_vectors[with_image[pos].id] = vec
     kept = [it for it in chunk if it.image is None or it.id in ok_vectors]
-    report.images_encoded += len(ok_vectors)
-    report.staged.extend(it.id for it in kept)
-    report.updated += sum(it.id in live for it in kept)
-    report.added += sum(it.id not in live for it in kept)
+    items, texts = segment_records(kept, origin)
+    dim = encoder.dim
+    rows = [ok_vectors[it.id] for it in kept if it.image is not None]
+    images = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+    text_vectors = encoder.encode_texts([t["text"] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+    sp_images = sp_texts = None
+    if sparse is not None:
+        sp_images = sparse.encode(images, "image", max_terms=sparse.doc_terms)
+        sp_texts = sparse.encode(text_vectors, "text", max_terms=sparse.doc_terms)
+    if not keep_dense:  # --repr sparse: no dense vectors kept
+        images, text_vectors = images[:, :0].copy(), text_vectors[:, :0].copy()
+    return EncodedSegment(items, texts, images, text_vectors, sp_images, sp_texts, failed)
+
+
+def _encode_chunk(chunk: list[SourceItem], encoder: Encoder, writer: IndexWriter,
+                  live: dict[str, LiveItem], options: BuildOptions, report: BuildReport,
+                  sparse: SparseEncoder | None, origin: str | None = None) -> None:
+    """Encode one checkpoint's items and stage them as a segment (plus deletion of old versions)."""
+    seg = encode_segment(chunk, encoder, options, sparse=sparse,
+                         keep_dense="dense" in writer.manifest["representations"], origin=origin)
+    kept = [it["id"] for it in seg.items]
+    report.failed.extend(seg.failed)
+    report.images_encoded += len(seg.images)
+    report.texts_encoded += len(seg.texts)
+    report.staged.extend(kept)
+    report.updated += sum(i in live for i in kept)
+    report.added += sum(i not in live for i in kept)
     # A changed item's old version goes in the same commit as its new one (or as its failure).
     for it in chunk:
         if it.id in live:
             writer.delete(live[it.id].segment, [it.id])
-    items, texts = segment_records(kept, origin)
-    rows = [ok_vectors[it.id] for it in kept if it.image is not None]
-    dim = encoder.dim
-    text_vectors = encoder.encode_texts([t["text"] for t in texts]) if texts else np.zeros((0, dim), np.float32)
-    report.texts_encoded += len(texts)
-    if items:
-        image_matrix = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-        sp_images = sp_texts = None
-        if sparse is not None:
-            sp_images = sparse.encode(image_matrix, "image", max_terms=sparse.doc_terms)
-            sp_texts = sparse.encode(text_vectors, "text", max_terms=sparse.doc_terms)
-        if "dense" not in writer.manifest["representations"]:  # --repr sparse: no dense vectors kept
-            image_matrix, text_vectors = image_matrix[:, :0].copy(), text_vectors[:, :0].copy()
-        writer.add_segment(items, image_matrix, texts, text_vectors, sp_images, sp_texts)
+    if seg.items:
+        writer.add_segment(seg.items, seg.images, seg.texts, seg.text_vectors, seg.sparse_images, seg.sparse_texts)
 
 
 def segment_records(kept: list[SourceItem], origin: str | None = None) -> tuple[list[dict[str, Any]],

@@ -42,7 +42,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ from ..collection import OnError, SourceItem, SourceScan
 from ..encoders.base import Encoder
 from ..errors import IncompatibleModelError, InputError, ItrError
 from ..sparse.encoder import SparseEncoder
-from .build import BuildOptions, BuildReport, plan_update, segment_records
+from .build import BuildOptions, BuildReport, encode_segment, plan_update
 from .manifest import representations
 from .writer import SHARDS_DIR, IndexWriter, write_segment_files
 
@@ -107,16 +107,16 @@ def _npy_load(data: bytes) -> np.ndarray:
 
 
 class EncodeActor:
-    """Ray stage 2: one model per actor. Per shard: read and decode its images in threads (the
-    in-process path, ``encode_image_files``: Pillow releases the GIL), encode them and the captions."""
+    """Ray stage 2: one model per actor; per shard, ``encode_segment`` (images read and decoded in
+    ``options.workers`` threads while the model runs, then the captions), as in-process builds do."""
 
-    def __init__(self, spec: str, fingerprint: str, sparse_spec: str | None, batch_size: int,
-                 keep_dense: bool, threads: int, max_pixels: int) -> None:
+    def __init__(self, spec: str, fingerprint: str, sparse_spec: str | None, options: BuildOptions,
+                 keep_dense: bool) -> None:
         import torch
 
         from ..encoders.registry import load_encoder
 
-        torch.set_num_threads(max(1, threads))  # Ray sets 1 thread per reserved CPU; use what was reserved
+        torch.set_num_threads(options.workers or 1)  # Ray sets 1 thread per reserved CPU; use what was reserved
         self.encoder = load_encoder(spec)
         if self.encoder.fingerprint != fingerprint:
             raise IncompatibleModelError(
@@ -127,70 +127,43 @@ class EncodeActor:
             from ..sparse.encoder import load_sparse_encoder
 
             self.sparse = load_sparse_encoder(sparse_spec, self.encoder)
-        self.batch_size = batch_size
+        self.options = replace(options, on_error=OnError.SKIP)  # failures are reported at the merge
         self.keep_dense = keep_dense
-        self.threads = max(1, threads)
-        self.max_pixels = max_pixels
         _record_pid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from ..encoders.pipeline import encode_image_files
-
-        out: dict[str, list[Any]] = {"key": [], "items": [], "failed": [], "images": [], "texts": [],
-                                     "sparse_images": [], "sparse_texts": []}
-        dim = self.encoder.dim
+        out: dict[str, list[Any]] = {k: [] for k in ("key", "planned", "items", "texts", "failed", "images",
+                                                     "text_vectors", "sparse_images", "sparse_texts")}
         for key, items_json in zip(batch["key"], batch["items"], strict=True):
-            items = json.loads(items_json)
-            with_image = [it for it in items if it["image"] is not None]
-            vectors: dict[str, np.ndarray] = {}
-            failed: list[str] = []
-            for b in encode_image_files(self.encoder, [it["image"] for it in with_image], batch_size=self.batch_size,
-                                        workers=self.threads, max_pixels=self.max_pixels):
-                failed.extend(reason for _, reason in b.errors)
-                vectors.update((with_image[pos]["id"], vec) for pos, vec in zip(b.indices, b.embeddings, strict=True))
-            items = [it for it in items if it["image"] is None or it["id"] in vectors]
-            rows = [vectors[it["id"]] for it in items if it["image"] is not None]
-            images = np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
-            captions = [c for it in items for c in it["captions"]]
-            texts = self.encoder.encode_texts(captions) if captions else np.zeros((0, dim), np.float32)
-            sp_img = sp_txt = b""
-            if self.sparse is not None:
-                sp_img = _csr_bytes(self.sparse.encode(images, "image", max_terms=self.sparse.doc_terms))
-                sp_txt = _csr_bytes(self.sparse.encode(texts, "text", max_terms=self.sparse.doc_terms))
-            if not self.keep_dense:  # --repr sparse: no dense vectors kept
-                images, texts = images[:, :0].copy(), texts[:, :0].copy()
-            for name, value in (("key", key), ("items", json.dumps(items)), ("failed", json.dumps(failed)),
-                                ("images", _npy_bytes(np.ascontiguousarray(images, dtype=np.float32))),
-                                ("texts", _npy_bytes(np.ascontiguousarray(texts, dtype=np.float32))),
-                                ("sparse_images", sp_img), ("sparse_texts", sp_txt)):
+            chunk = [_item_from(d) for d in json.loads(items_json)]
+            seg = encode_segment(chunk, self.encoder, self.options, sparse=self.sparse, keep_dense=self.keep_dense)
+            for name, value in (("key", key), ("planned", len(chunk)), ("items", json.dumps(seg.items)),
+                                ("texts", json.dumps(seg.texts)), ("failed", json.dumps(seg.failed)),
+                                ("images", _npy_bytes(seg.images)), ("text_vectors", _npy_bytes(seg.text_vectors)),
+                                ("sparse_images", _csr_bytes(seg.sparse_images) if self.sparse else b""),
+                                ("sparse_texts", _csr_bytes(seg.sparse_texts) if self.sparse else b"")):
                 out[name].append(value)
         return out
 
 
 def write_shards(batch: dict[str, Any], *, shards_dir: str, sparse_info: dict[str, Any] | None) -> dict[str, list[Any]]:
-    """Ray stage 4: each shard to ``shards_dir/KEY`` (a segment folder, renamed into place whole)."""
-    out: dict[str, list[Any]] = {"key": [], "items": [], "images": [], "texts": []}
+    """Ray stage 3: each shard to ``shards_dir/KEY`` (a segment folder, renamed into place whole)."""
     for row in range(len(batch["key"])):
         key = str(batch["key"][row])
-        items = [_item_from(d) for d in json.loads(batch["items"][row])]
-        records, texts = segment_records(items)
         final = Path(shards_dir) / key
-        if not final.is_dir():  # a retried task finds the first attempt's complete folder: keep it
-            tmp = Path(shards_dir) / f".{key}.{uuid.uuid4().hex}.tmp"
-            sparse = (_csr_load(batch["sparse_images"][row]), _csr_load(batch["sparse_texts"][row])) if sparse_info \
-                else (None, None)
-            write_segment_files(tmp, records, _npy_load(batch["images"][row]), texts, _npy_load(batch["texts"][row]),
-                                *sparse, sparse_info)
-            write_jsonl(tmp / FAILED, [{"reason": r} for r in json.loads(batch["failed"][row])])
-            try:
-                os.rename(tmp, final)
-            except OSError:  # another attempt renamed first
-                shutil.rmtree(tmp, ignore_errors=True)
-        out["key"].append(key)
-        out["items"].append(len(items))
-        out["images"].append(sum(it.image is not None for it in items))
-        out["texts"].append(len(texts))
-    return out
+        if final.is_dir():  # a retried task finds the first attempt's complete folder: keep it
+            continue
+        tmp = Path(shards_dir) / f".{key}.{uuid.uuid4().hex}.tmp"
+        sparse = (_csr_load(batch["sparse_images"][row]), _csr_load(batch["sparse_texts"][row])) if sparse_info \
+            else (None, None)
+        write_segment_files(tmp, json.loads(batch["items"][row]), _npy_load(batch["images"][row]),
+                            json.loads(batch["texts"][row]), _npy_load(batch["text_vectors"][row]), *sparse, sparse_info)
+        write_jsonl(tmp / FAILED, [{"reason": r} for r in json.loads(batch["failed"][row])])
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another attempt renamed first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"key": list(batch["key"]), "planned": list(batch["planned"])}
 
 
 def _csr_bytes(matrix: Any) -> bytes:
@@ -296,12 +269,12 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
                             num_cpus=ro.cpus_per_actor, num_gpus=ro.gpus_per_actor,
                             fn_constructor_kwargs={"spec": encoder.spec, "fingerprint": encoder.fingerprint,
                                                    "sparse_spec": sparse.spec if sparse is not None else None,
-                                                   "batch_size": options.batch_size, "keep_dense": keep_dense,
-                                                   "threads": int(ro.cpus_per_actor), "max_pixels": options.max_pixels})
+                                                   "options": replace(options, workers=max(1, int(ro.cpus_per_actor))),
+                                                   "keep_dense": keep_dense})
         ds = ds.map_batches(write_shards, batch_size=1, num_cpus=0.25,
                             fn_kwargs={"shards_dir": str(shards_dir), "sparse_info": sparse_info})
         for row in ds.iter_rows():
-            done += int(row["items"])
+            done += int(row["planned"])
             if progress:
                 progress(done, total)
     except ray.exceptions.RayError as exc:  # a worker's error, wrapped: show the ITR one-liner if it is one
