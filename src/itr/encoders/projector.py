@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from .._utils import require
-from ..errors import IncompatibleModelError
-from .head_files import fill_head, load_head_state, read_head_config, save_head_files
+from .head_files import HeadFiles
 
 PROJECTOR_FORMAT = "itr-projector"
 PROJECTOR_VERSION = 1
 CONFIG_FILE = "projector.json"
 WEIGHTS_FILE = "heads.safetensors"
+FILES = HeadFiles(WEIGHTS_FILE, CONFIG_FILE, PROJECTOR_FORMAT, PROJECTOR_VERSION, key="heads", what="projector")
 FEATURE_DIM = 1280  # EfficientNet-Lite0/1/2 pooled features
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 
@@ -83,27 +83,19 @@ def build_heads(config: HeadsConfig) -> Any:
 
 def save_projector(folder: Path, heads: Any, config: HeadsConfig, *, trained_with: dict[str, Any] | None = None) -> None:
     """Write ``projector.json`` and ``heads.safetensors`` (float16) atomically into ``folder``."""
-    save_head_files(folder, heads, weights_file=WEIGHTS_FILE, config_file=CONFIG_FILE, fmt=PROJECTOR_FORMAT,
-                    version=PROJECTOR_VERSION, key="heads", config=asdict(config), trained_with=trained_with,
-                    what="projection heads")
+    FILES.save(folder, heads, asdict(config), trained_with)
 
 
 def is_projector_folder(folder: Path) -> bool:
-    return (folder / CONFIG_FILE).is_file()
+    return FILES.is_folder(folder)
 
 
 def read_projector_config(folder: Path) -> HeadsConfig:
-    heads = read_head_config(folder, config_file=CONFIG_FILE, fmt=PROJECTOR_FORMAT, version=PROJECTOR_VERSION,
-                             key="heads", what="projector")
-    heads["conse_templates"] = tuple(heads.get("conse_templates", ()))
-    try:
-        return HeadsConfig(**heads)
-    except TypeError as exc:
-        raise IncompatibleModelError(f"{folder / CONFIG_FILE}: unexpected projector settings ({exc})") from None
+    return FILES.read_config(folder, HeadsConfig, lambda heads: {  # JSON has lists, the config tuples
+        **heads, "conse_templates": tuple(heads.get("conse_templates", ()))})
 
 
 def load_projector(folder: Path) -> tuple[HeadsConfig, Any]:
     """The heads of a projector folder, in eval mode, float32."""
     config = read_projector_config(folder)
-    state = load_head_state(folder, weights_file=WEIGHTS_FILE, what="projection heads")
-    return config, fill_head(build_heads(config), state, weights=folder / WEIGHTS_FILE, config_file=CONFIG_FILE)
+    return config, FILES.fill(build_heads(config), FILES.load_state(folder), folder)

@@ -26,13 +26,14 @@ from typing import Any
 import numpy as np
 
 from .._utils import require
-from ..encoders.head_files import fill_head, load_head_state, read_head_config, save_head_files
+from ..encoders.head_files import HeadFiles
 from ..errors import IncompatibleModelError
 
 LEXICON_FORMAT = "itr-lexicon"
 LEXICON_VERSION = 1
 CONFIG_FILE = "lexicon.json"
 WEIGHTS_FILE = "lexicon.safetensors"
+FILES = HeadFiles(WEIGHTS_FILE, CONFIG_FILE, LEXICON_FORMAT, LEXICON_VERSION, key="lexicon", what="lexicon head")
 MODALITIES = ("image", "text")
 
 # English function words: present in almost every caption and class name, they carry no content.
@@ -96,29 +97,21 @@ def build_head(config: LexiconConfig, embeddings: Any, terms: np.ndarray) -> Any
 
 def save_head(folder: Path, head: Any, config: LexiconConfig, *, trained_with: dict[str, Any] | None = None) -> None:
     """Write ``lexicon.safetensors`` (float16, term ids int64) and ``lexicon.json`` atomically."""
-    save_head_files(folder, head, weights_file=WEIGHTS_FILE, config_file=CONFIG_FILE, fmt=LEXICON_FORMAT,
-                    version=LEXICON_VERSION, key="lexicon", config=asdict(config), trained_with=trained_with,
-                    what="lexicon head")
+    FILES.save(folder, head, asdict(config), trained_with)
 
 
 def is_lexicon_folder(folder: Path) -> bool:
-    return (folder / CONFIG_FILE).is_file()
+    return FILES.is_folder(folder)
 
 
 def read_config(folder: Path) -> LexiconConfig:
-    settings = read_head_config(folder, config_file=CONFIG_FILE, fmt=LEXICON_FORMAT, version=LEXICON_VERSION,
-                                key="lexicon", what="lexicon head")
-    try:
-        return LexiconConfig(**settings)
-    except TypeError as exc:
-        raise IncompatibleModelError(f"{folder / CONFIG_FILE}: unexpected lexicon settings ({exc})") from None
+    return FILES.read_config(folder, LexiconConfig)
 
 
 def load_head(folder: Path, embeddings: Any) -> tuple[LexiconConfig, Any]:
     """The head of a lexicon folder, in eval mode, float32."""
     config = read_config(folder)
-    state = load_head_state(folder, weights_file=WEIGHTS_FILE, what="a lexicon head")
+    state = FILES.load_state(folder)
     if "terms" not in state:
         raise IncompatibleModelError(f"{folder / WEIGHTS_FILE}: no term ids; retrain the head")
-    head = build_head(config, embeddings, state["terms"].numpy())
-    return config, fill_head(head, state, weights=folder / WEIGHTS_FILE, config_file=CONFIG_FILE)
+    return config, FILES.fill(build_head(config, embeddings, state["terms"].numpy()), state, folder)
