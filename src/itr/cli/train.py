@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,20 +13,38 @@ from .common import err, errors, fail, out, progress_bar
 
 train_app = typer.Typer(no_args_is_help=True, help="Train heads or fine-tune models on image-caption pairs.")
 
+# Options the head-training commands share.
+DataSpecs = Annotated[list[str] | None, typer.Option(
+    "--data", "-d", help="Training data spec, repeatable (train split; val split picks the best epoch).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+
+
+def _train_heads(train: Callable[..., dict[str, Any]], config: Any, out_dir: Path, quiet: bool,
+                 json_out: bool) -> dict[str, Any] | None:
+    """Run a head trainer with a feature progress bar and its log on stderr; with --json, print the
+    metrics and return None (nothing else to print)."""
+    with errors(), progress_bar("features", not (quiet or json_out)) as progress:
+        metrics = train(config, out_dir, progress=progress,
+                        log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
+    if json_out:
+        out.print_json(json.dumps(metrics))
+        return None
+    return metrics
+
 
 @train_app.command("projector")
 def projector(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained heads (use as --model local:DIR).")],
-    data: Annotated[list[str] | None, typer.Option(
-        "--data", "-d", help="Training data spec, repeatable (train split; val split picks the best epoch).")] = None,
+    data: DataSpecs = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Images per step (each with one of its captions).")] = 256,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 1e-3,
     hidden: Annotated[int, typer.Option(help="Hidden width of the heads.")] = 1024,
     text_head: Annotated[bool, typer.Option(help="Train a text-side head too (needed for non-English queries).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (runs are bit-identical for the same seed and data).")] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train projection heads for the built-in model (defaults reproduce the shipped `builtin`)."""
     from ..encoders.projector import HeadsConfig
@@ -35,11 +54,8 @@ def projector(
     config = ProjectorTrainConfig(
         data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         heads=HeadsConfig(hidden=hidden, text_head=text_head))
-    with errors(), progress_bar("features", not (quiet or json_out)) as progress:
-        metrics = train_projector(config, out_dir, progress=progress,
-                                  log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
-    if json_out:
-        out.print_json(json.dumps(metrics))
+    metrics = _train_heads(train_projector, config, out_dir, quiet, json_out)
+    if metrics is None:
         return
     out.print(f"heads written to {out_dir} (best epoch {metrics['best_epoch']}, "
               f"{metrics['n_train_images']} images, {metrics['train_seconds']:.0f} s of training)", markup=False)
@@ -54,8 +70,7 @@ def projector(
 @train_app.command("lexicon")
 def lexicon(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the head (use as --sparse-model local:DIR).")],
-    data: Annotated[list[str] | None, typer.Option(
-        "--data", "-d", help="Training data spec, repeatable (train split; val split picks the best epoch).")] = None,
+    data: DataSpecs = None,
     dense_model: Annotated[str, typer.Option("--dense-model", help="The built-in projector model whose embeddings the head reads.")] = "builtin",
     epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 30,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 3e-3,
@@ -65,8 +80,8 @@ def lexicon(
     doc_terms: Annotated[int, typer.Option(help="Terms kept per indexed image/caption (top-k pruning).")] = 24,
     query_terms: Annotated[int, typer.Option(help="Terms kept per query.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train a sparse lexicon head (LexLIP-style) on the built-in model (defaults reproduce the shipped one)."""
     from ..sparse.head import LexiconConfig
@@ -77,11 +92,8 @@ def lexicon(
         data=tuple(data) if data else defaults.data, dense_model=dense_model, epochs=epochs, lr=lr,
         flops_image=flops_image, flops_text=flops_text, distill=distill, seed=seed,
         lexicon=LexiconConfig(doc_terms=doc_terms, query_terms=query_terms))
-    with errors(), progress_bar("features", not (quiet or json_out)) as progress:
-        metrics = train_lexicon(config, out_dir, progress=progress,
-                                log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
-    if json_out:
-        out.print_json(json.dumps(metrics))
+    metrics = _train_heads(train_lexicon, config, out_dir, quiet, json_out)
+    if metrics is None:
         return
     out.print(f"lexicon head written to {out_dir} (best epoch {metrics['best_epoch']}, {metrics['n_terms']} terms)",
               markup=False)
@@ -105,7 +117,7 @@ def finetune_cmd(
     batch_size: Annotated[int, typer.Option()] = 32,
     lr: Annotated[float, typer.Option()] = 1e-5,
     seed: Annotated[int, typer.Option()] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Contrastive fine-tuning of a CLIP-family checkpoint; rerun the same command to resume."""
     from ..train.finetune import FinetuneConfig, finetune
