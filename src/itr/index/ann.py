@@ -312,15 +312,12 @@ class AnnIndex:
 
     def candidates(self, queries: np.ndarray, depth: int, *, live: np.ndarray | None = None,
                    value: int | None = None) -> np.ndarray:
-        """(n, depth) candidate rows per query (-1 pads), from the index alone. ``live``: a bool
-        mask of rows that may be returned (deleted rows are skipped inside the search)."""
+        """(n, depth) candidate rows per query (-1 pads), from the index alone. ``live``: rows that
+        may be returned, as ``live_bitmap`` packs them (deleted rows are skipped inside the search)."""
         faiss = _faiss()
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         value = self.info.get("value") if value is None else value
-        sel = bitmap = None
-        if live is not None and not live.all():
-            bitmap = np.packbits(live, bitorder="little")
-            sel = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap))
+        sel = faiss.IDSelectorBitmap(self.info["rows"], faiss.swig_ptr(live)) if live is not None else None
         if self.knob == "nprobe":
             params = faiss.SearchParametersIVF(sel=sel, nprobe=int(value or 1))
         elif self.knob == "efSearch":
@@ -330,7 +327,6 @@ class AnnIndex:
         if isinstance(self.index, faiss.IndexPreTransform):
             params = faiss.SearchParametersPreTransform(index_params=params, sel=sel)
         _, ids = self.index.search(q, min(depth, self.info["rows"]), params=params)
-        del bitmap  # the selector reads it during the search only
         return np.asarray(ids, dtype=np.int64)
 
     def depth(self, k: int, query: AnnQuery | None = None) -> int:
@@ -381,6 +377,11 @@ def _quantised(index: Any) -> bool:
     if "HNSW" in name:
         return "Flat" not in type(_faiss().downcast_index(inner.storage)).__name__
     return not name.endswith("Flat")
+
+
+def live_bitmap(live: np.ndarray) -> np.ndarray | None:
+    """A bool live-row mask packed for FAISS's ``IDSelectorBitmap``; None when every row is live."""
+    return None if live.all() else np.packbits(live, bitorder="little")
 
 
 def rescore_candidates(ids: np.ndarray, queries: np.ndarray, vectors: np.ndarray,

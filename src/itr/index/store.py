@@ -15,7 +15,7 @@ from .._utils import display_path, read_jsonl
 from ..errors import IncompatibleIndexError, InputError
 from ..sparse.index import SparseIndex
 from ..types import Embeddings, Hit, Target
-from .ann import AnnIndex, AnnQuery, rescore_candidates
+from .ann import AnnIndex, AnnQuery, live_bitmap, rescore_candidates
 from .manifest import SEGMENTS_DIR, read_manifest
 
 IMAGES_SPARSE = "images-sparse"
@@ -45,6 +45,7 @@ class Segment:
     text_ann: AnnIndex | None = None
     ann_entry: dict[str, Any] | None = None  # the manifest's "ann" of this segment, as loaded
     _by_id: dict[str, tuple[dict[str, Any], list[int]]] | None = None
+    _live_bits: dict[Target, np.ndarray | None] | None = None  # per side, packed for FAISS; per snapshot
 
     def record(self, item_id: str) -> tuple[dict[str, Any], list[int]] | None:
         """(item record, its caption rows) of a live item of this segment, or None.
@@ -66,7 +67,15 @@ class Segment:
             return self
         image_live = np.array([it["id"] not in deleted for it in self.image_items], dtype=bool)
         text_live = np.array([t["item"] not in deleted for t in self.text_rows], dtype=bool)
-        return replace(self, image_live=image_live, text_live=text_live, deleted=deleted)
+        return replace(self, image_live=image_live, text_live=text_live, deleted=deleted, _live_bits=None)
+
+    def live_bits(self, target: Target) -> np.ndarray | None:
+        """The live mask of one side packed for ANN search, computed once per snapshot (not per query)."""
+        if self._live_bits is None:
+            self._live_bits = {}
+        if target not in self._live_bits:
+            self._live_bits[target] = live_bitmap(self.side(target)[1])
+        return self._live_bits[target]
 
     def ann(self, target: Target) -> AnnIndex | None:
         """The approximate index of the images or the captions, if the segment has one."""
@@ -260,7 +269,7 @@ class DenseIndex:
                 continue
             index = seg.ann(target)
             if index is not None and not (ann is not None and ann.exact):
-                ids = index.candidates(q, index.depth(k, ann), live=live, value=index.knob_value(ann))
+                ids = index.candidates(q, index.depth(k, ann), live=seg.live_bits(target), value=index.knob_value(ann))
                 scores, top = rescore_candidates(ids, q, mat, k)  # exact scores from the vectors
                 cand_scores.append(scores)
                 cand_refs.append((si, top))
