@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,29 @@ def build_index(
             raised by IndexWriter before anything is written.
         InputError: with ``on_error=STOP``, the first bad item.
     """
+    with update_index(scan, encoder, out, options, sparse, ann_progress) as (writer, report, live, todo):
+        reprs = writer.manifest["representations"]
+        total = len(todo)
+        done = 0
+        if progress:
+            progress(0, total)
+        for chunk in batched(todo, max(1, options.checkpoint_every)):
+            _encode_chunk(list(chunk), encoder, writer, live, options, report, sparse if "sparse" in reprs else None)
+            done += len(chunk)
+            writer.commit(complete=done >= total)
+            if progress:
+                progress(done, total)
+        writer.commit(complete=True)
+    return report
+
+
+@contextmanager
+def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str], options: BuildOptions,
+                 sparse: SparseEncoder | None, ann_progress: ProgressFn | None = None,
+                 ) -> Iterator[tuple[IndexWriter, BuildReport, dict[str, LiveItem], list[SourceItem]]]:
+    """What every build engine shares around its encode step: checks, the locked writer, the plan
+    (``live`` items and the items ``todo``; removals already staged), and after the engine's own
+    commits, merging of segments, approximate structures, counts and timing in the report."""
     start = time.perf_counter()
     reprs = representations(options.representation)
     if "sparse" in reprs and sparse is None:
@@ -117,23 +142,12 @@ def build_index(
     with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
                      sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None) as writer:
         live, todo = plan_update(writer, scan, report)
-        total = len(todo)
-        done = 0
-        if progress:
-            progress(0, total)
-        for chunk in batched(todo, max(1, options.checkpoint_every)):
-            _encode_chunk(list(chunk), encoder, writer, live, options, report, sparse if "sparse" in reprs else None)
-            done += len(chunk)
-            writer.commit(complete=done >= total)
-            if progress:
-                progress(done, total)
-        writer.commit(complete=True)
+        yield writer, report, live, todo
         writer.maybe_compact()
         if options.ann is not None or writer.ann_policy.enabled:
             report.ann = writer.build_ann(options.ann, progress=ann_progress)
         report.counts = dict(writer.manifest["counts"])
     report.seconds = time.perf_counter() - start
-    return report
 
 
 def plan_update(writer: IndexWriter, scan: SourceScan, report: BuildReport) -> tuple[dict[str, LiveItem],

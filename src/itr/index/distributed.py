@@ -39,7 +39,6 @@ import io
 import json
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -53,8 +52,7 @@ from ..collection import OnError, SourceItem, SourceScan
 from ..encoders.base import Encoder
 from ..errors import IncompatibleModelError, InputError, ItrError
 from ..sparse.encoder import SparseEncoder
-from .build import BuildOptions, BuildReport, encode_segment, plan_update
-from .manifest import representations
+from .build import BuildOptions, BuildReport, encode_segment, update_index
 from .writer import SHARDS_DIR, IndexWriter, write_segment_files
 
 FAILED = "failed.jsonl"
@@ -196,24 +194,14 @@ def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[s
     ray = require("ray", "ray", "itr index --engine ray")
     options = options or BuildOptions()
     ray_options = ray_options or RayOptions()
-    start = time.perf_counter()
-    reprs = representations(options.representation)
-    if "sparse" in reprs and sparse is None:
-        raise InputError(f"--repr {options.representation} needs a sparse encoder")
     if ray_options.shard_size < 1:
         raise InputError(f"--shard-size must be at least 1 (got {ray_options.shard_size})")
-    root = Path(out)
-    report = BuildReport(index=str(root), failed=list(scan.problems))
-    if scan.problems and options.on_error is OnError.STOP:
-        raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
-    sparse_desc = sparse.describe() if "sparse" in reprs and sparse is not None else None
-    with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
-                     sparse=sparse_desc) as writer:
-        live, todo = plan_update(writer, scan, report)
-        sparse_fp = (sparse_desc or {}).get("fingerprint")
+    with update_index(scan, encoder, out, options, sparse, ann_progress) as (writer, report, live, todo):
+        reprs = writer.manifest["representations"]
+        sparse_fp = (writer.manifest.get("sparse") or {}).get("fingerprint")
         shards = [(shard_key(chunk, encoder.fingerprint, reprs, sparse_fp), list(chunk))
                   for chunk in batched(todo, ray_options.shard_size)]
-        shards_dir = root / SHARDS_DIR
+        shards_dir = writer.root / SHARDS_DIR
         shards_dir.mkdir(parents=True, exist_ok=True)
         keys = {k for k, _ in shards}
         for stale in shards_dir.iterdir():  # another job's shards, or half-written ones
@@ -221,21 +209,15 @@ def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[s
                 shutil.rmtree(stale, ignore_errors=True)
         pending = [(k, chunk) for k, chunk in shards if not (shards_dir / k).is_dir()]
         report.resumed_shards = len(shards) - len(pending)
-        total = len(todo)
         done = sum(len(chunk) for k, chunk in shards if (shards_dir / k).is_dir())
         if progress:
-            progress(done, total)
+            progress(done, len(todo))
         if pending:
             _run_pipeline(ray, pending, encoder, sparse if "sparse" in reprs else None, options, ray_options,
                           shards_dir, writer.manifest.get("sparse") if "sparse" in reprs else None,
-                          "dense" in reprs, progress, done, total)
+                          "dense" in reprs, progress, done, len(todo))
         _merge(writer, shards, shards_dir, live, options, report)
-        writer.maybe_compact()
-        if options.ann is not None or writer.ann_policy.enabled:
-            report.ann = writer.build_ann(options.ann, progress=ann_progress)
-        report.counts = dict(writer.manifest["counts"])
         shutil.rmtree(shards_dir, ignore_errors=True)
-    report.seconds = time.perf_counter() - start
     return report
 
 
