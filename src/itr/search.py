@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,9 @@ from .images import DEFAULT_MAX_PIXELS, load_image
 from .index.ann import AnnQuery
 from .index.store import Candidate, DenseIndex
 from .types import Embeddings, Hit, Target
+
+if TYPE_CHECKING:
+    from .backends.milvus import MilvusIndex
 
 MAX_QUERY_CHARS = 4096
 """Queries are cut to this many characters before tokenising; the model then truncates to its own
@@ -93,11 +96,12 @@ class Searcher:
 
     Args:
         encoder: must have the fingerprint recorded in the index (checked here).
-        index: an opened index.
+        index: an opened index: a folder (``DenseIndex``) or a back end with the same candidate
+            interface (``itr.backends.milvus.MilvusIndex``).
         sparse: the lexicon encoder recorded in the index (needed for sparse and hybrid modes).
     """
 
-    def __init__(self, encoder: Encoder, index: DenseIndex, sparse: Any = None) -> None:
+    def __init__(self, encoder: Encoder, index: DenseIndex | MilvusIndex, sparse: Any = None) -> None:
         index.check_encoder(encoder.fingerprint, encoder.spec)
         info = index.sparse_info
         if sparse is not None and info is not None and sparse.fingerprint != info["fingerprint"]:
@@ -207,6 +211,9 @@ class Searcher:
         depth = max(o.k, o.candidates)
         if o.mode is Mode.SPARSE:
             return self.index.sparse_candidates(q, k=o.k, target=o.target, max_postings=o.max_postings)[0]
+        native = getattr(self.index, "hybrid_candidates", None)
+        if native is not None:  # a back end with its own hybrid search (Milvus)
+            return native(dense[0], q, o)  # type: ignore[no-any-return]
         sparse = self.index.sparse_candidates(q, k=depth, target=o.target, max_postings=o.max_postings)[0]
         if o.fusion is Fusion.RESCORE:
             seg_ids = np.array([si for _, si, _ in sparse], dtype=np.int64)
@@ -216,19 +223,11 @@ class Searcher:
         dense_c = self.index.dense_candidates(dense, k=depth, target=o.target, ann=o.ann)[0]
         return fuse(dense_c, sparse, o.fusion, alpha=o.alpha)[: o.k]
 
-    def _explain(self, hits: list[Hit], cands: list[Candidate], q: Any, target: Target) -> list[Hit]:
-        """Attach to each hit the query terms it matched and their contributions to its sparse score.
-        Each query term's postings are read once per segment, for all the hits in it."""
+    def _explain(self, hits: list[Hit], cands: list[Any], q: Any, target: Target) -> list[Hit]:
+        """Attach to each hit the query terms it matched and their contributions to its sparse score."""
         from .sparse.encoder import explain_terms
 
-        stored: dict[int, np.ndarray] = {}  # hit position -> stored weight of each query term
-        seg_ids = np.array([si for _, si, _ in cands], dtype=np.int64)
-        for si in np.unique(seg_ids):
-            sparse = self.index.segments[int(si)].side(target)[2]
-            assert sparse is not None
-            pos = np.flatnonzero(seg_ids == si)
-            weights = sparse.term_weights(q.indices, np.array([cands[p][2] for p in pos]))
-            stored.update({int(p): weights[:, j] for j, p in enumerate(pos)})
+        stored = self.index.term_weights(cands, q.indices, target)
         return [replace(hit, terms=explain_terms(self.sparse.vocab, q.indices, q.data, stored[i]))
                 for i, hit in enumerate(hits)]
 
@@ -273,9 +272,21 @@ def _check_k(k: int) -> None:
         raise InputError(f"k must be between 1 and {MAX_K} (got {k})")
 
 
+def open_index(index: str | os.PathLike[str]) -> DenseIndex | MilvusIndex:
+    """An index folder, or a back end's export addressed as ``milvus:URI[#NAME]`` (see ``itr.backends``)."""
+    from .backends import is_remote
+
+    if is_remote(index):
+        from .backends.milvus import MilvusIndex
+
+        return MilvusIndex.open(str(index))
+    return DenseIndex.open(index)
+
+
 def open_searcher(index: str | os.PathLike[str], model: str | None = None) -> Searcher:
-    """Open an index and load the encoders it was built with (``model``, if given, must match)."""
-    idx = DenseIndex.open(index)
+    """Open an index (folder or ``milvus:`` address) and load the encoders it was built with
+    (``model``, if given, must match)."""
+    idx = open_index(index)
     encoder = load_encoder(model or idx.encoder_info["spec"])
     sparse = None
     if idx.sparse_info is not None:

@@ -27,12 +27,13 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ._utils import atomic_write_bytes, display_path
+from .backends import is_remote
 from .collection import SourceItem
 from .encoders.base import Encoder
 from .errors import BadImageError, IndexLockedError, InputError, ItrError, NotFoundError, ReadOnlyError
@@ -41,7 +42,10 @@ from .index.build import BuildOptions, stage_items
 from .index.manifest import MANIFEST
 from .index.store import DenseIndex
 from .index.writer import IndexWriter
-from .search import Mode, Searcher, SearchOptions, SearchResponse, Target
+from .search import Mode, Searcher, SearchOptions, SearchResponse, Target, open_index
+
+if TYPE_CHECKING:
+    from .backends.milvus import MilvusIndex
 from .thumbnails import Thumbnail, ThumbnailCache
 
 log = logging.getLogger(__name__)
@@ -170,10 +174,13 @@ class IndexService:
     def __init__(self, root: str | os.PathLike[str], encoder: Encoder, sparse: Any = None, *,
                  read_only: bool = False, limits: ServiceLimits = ServiceLimits(),
                  thumbnails: ThumbnailCache | None = None, refresh_seconds: float = 1.0,
-                 lock_timeout: float = 10.0, index: DenseIndex | None = None) -> None:
-        self.root = Path(root).resolve()
+                 lock_timeout: float = 10.0, index: DenseIndex | MilvusIndex | None = None) -> None:
+        # A back end (milvus:...) is served read-only: its data is written by `itr export` from the
+        # index folder, which stays the source of truth.
+        self.remote = is_remote(root)
+        self.root: Path = Path(root).resolve() if not self.remote else root  # type: ignore[assignment]
         self.limits = limits
-        self.read_only = read_only
+        self.read_only = read_only or self.remote
         self.refresh_seconds = refresh_seconds
         self.lock_timeout = lock_timeout
         self._encoder = _SerialEncoder(encoder, limits.max_batch)
@@ -182,13 +189,16 @@ class IndexService:
         self._refresh_lock = threading.Lock()
         self._swap_lock = threading.Lock()
         self._stamp = self._manifest_stamp()
-        opened = index if index is not None and index.root.resolve() == self.root else DenseIndex.open(self.root)
+        if self.remote:
+            opened: DenseIndex | MilvusIndex = index if index is not None else open_index(str(root))
+        else:
+            opened = index if isinstance(index, DenseIndex) and index.root.resolve() == self.root else DenseIndex.open(self.root)
         self._searcher = Searcher(self._encoder, opened, sparse)  # type: ignore[arg-type]
         self._checked = time.monotonic()
         self._ops: queue.Queue[_Op | None] = queue.Queue()
         self._committer: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        if not read_only:
+        if not self.read_only:
             self._collect_media_garbage()
 
     @classmethod
@@ -197,10 +207,12 @@ class IndexService:
         from .search import open_searcher
 
         s = open_searcher(root, model)
-        return cls(root, s.encoder, s.sparse, index=s.index, **kwargs)
+        return cls(root, s.encoder, s.sparse, index=s.index, **kwargs)  # type: ignore[arg-type]
 
     # -- snapshots ----------------------------------------------------------------------------------
     def _manifest_stamp(self) -> tuple[int, int]:
+        if self.remote:  # a back end's export changes under its own consistency rules, not by manifest swaps
+            return (0, 0)
         try:
             st = os.stat(self.root / MANIFEST)
         except OSError:
@@ -232,7 +244,7 @@ class IndexService:
         return self._searcher
 
     @property
-    def index(self) -> DenseIndex:
+    def index(self) -> DenseIndex | MilvusIndex:
         return self.searcher.index
 
     # -- reads --------------------------------------------------------------------------------------
@@ -245,6 +257,7 @@ class IndexService:
         return {"index": str(self.root), "model": enc["spec"], "fingerprint": enc["fingerprint"], "dim": idx.dim,
                 "counts": idx.counts, "representations": reprs, "modes": modes,
                 "sparse_model": (idx.sparse_info or {}).get("spec"), "segments": len(idx.segments),
+                "backend": "milvus" if self.remote else "folder",
                 "generation": idx.generation, "read_only": self.read_only,
                 "limits": {"max_k": self.limits.max_k, "max_query_chars": self.limits.max_query_chars,
                            "max_upload_bytes": self.limits.max_upload_bytes}}
@@ -326,6 +339,9 @@ class IndexService:
         self._submit(_Op("delete", item_id, Future()), timeout)
 
     def _writable(self) -> None:
+        if self.remote:
+            raise ReadOnlyError(f"{self.root} is served read-only: add or delete items in the index folder, then "
+                                "run itr export again")
         if self.read_only:
             raise ReadOnlyError("this server is read-only (started with --read-only); adding and deleting "
                                 "items is turned off")
@@ -412,10 +428,12 @@ class IndexService:
         return op.future.result(timeout=timeout)
 
     def close(self) -> None:
-        """Finish the writes already submitted and stop the committer."""
+        """Finish the writes already submitted and stop the committer (and a back end's connection)."""
         if self._committer is not None and self._committer.is_alive():
             self._ops.put(None)
             self._committer.join()
+        if self.remote:
+            self._searcher.index.close()  # type: ignore[union-attr]
 
     def _run(self) -> None:
         stop = False

@@ -124,7 +124,7 @@ def _choice(enum: Any, value: str, flag: str) -> Any:
 
 @app.command()
 def search(
-    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+    index_dir: Annotated[str, typer.Argument(metavar="INDEX", help="Index folder, or an export: milvus:URI[#NAME].")],
     query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
     image: Annotated[Path | None, typer.Option("--image", "-i", help="Search with this image instead of text.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
@@ -210,23 +210,36 @@ def _short_path(path: str) -> str:
 
 @app.command()
 def info(
-    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder.")],
+    index_dir: Annotated[str, typer.Argument(metavar="INDEX", help="Index folder, or an export: milvus:URI[#NAME].")],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what an index holds: model, counts, format, size on disk."""
+    from ..backends import is_remote
     from ..index.store import DenseIndex
 
     with _errors():
-        idx = DenseIndex.open(index_dir)
-        m = idx.manifest
-        summary = {
-            "index": str(index_dir), "format": m["format"], "format_version": m["format_version"],
-            "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
-            "counts": m["counts"], "representations": m["representations"],
-            "sparse_model": (m.get("sparse") or {}).get("spec"), "segments": len(m["segments"]), "complete": m["complete"],
-            "source": m.get("source"), "updated_at": m.get("updated_at"), "bytes": idx.nbytes(),
-            "ann": _ann_summary(m),
-        }
+        if is_remote(index_dir):
+            from ..backends.milvus import MilvusIndex
+
+            remote = MilvusIndex.open(index_dir)
+            remote.close()
+            m = remote.manifest
+            summary = {"index": index_dir, "format": m["format"], "format_version": m["format_version"],
+                       "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
+                       "counts": m["counts"], "representations": m["representations"],
+                       "sparse_model": (m.get("sparse") or {}).get("spec"), "complete": m["complete"],
+                       "source": m.get("source_index"), "updated_at": m.get("exported_at")}
+        else:
+            idx = DenseIndex.open(index_dir)
+            m = idx.manifest
+            summary = {
+                "index": index_dir, "format": m["format"], "format_version": m["format_version"],
+                "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
+                "counts": m["counts"], "representations": m["representations"],
+                "sparse_model": (m.get("sparse") or {}).get("spec"), "segments": len(m["segments"]),
+                "complete": m["complete"], "source": m.get("source"), "updated_at": m.get("updated_at"),
+                "bytes": idx.nbytes(), "ann": _ann_summary(m),
+            }
     if json_out:
         out.print_json(json.dumps(summary))
         return
@@ -234,6 +247,37 @@ def info(
         out.print(f"{key:>15}: {value}", markup=False)
     if not m["complete"]:
         err.print("note: the last indexing run was interrupted; run itr index again to finish it")
+
+
+@app.command()
+def export(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder to export.")],
+    to: Annotated[str, typer.Option("--to", help="Where: milvus:http://HOST:PORT[#NAME] (server or cluster; token from ITR_MILVUS_TOKEN) or milvus:FILE.db[#NAME] (Milvus Lite).")],
+    replace: Annotated[bool, typer.Option(help="Drop an existing export of that name first (needed to change model).")] = False,
+    batch_size: Annotated[int, typer.Option(help="Items per write.")] = 256,
+    milvus_index: Annotated[str, typer.Option(help="Milvus index type of the dense vectors: AUTOINDEX (the server chooses), FLAT (exact), HNSW, IVF_FLAT, ...")] = "AUTOINDEX",
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Copy an index into a vector database (Milvus), to search and serve it from there. Re-running
+    writes only new and changed items and removes deleted ones; an interrupted export resumes."""
+    from ..backends.milvus_export import export_to_milvus
+
+    with _errors():
+        if not to.startswith("milvus:"):
+            _fail(f"--to '{to}': the only back end is milvus (milvus:http://HOST:PORT[#NAME] or milvus:FILE.db[#NAME])")
+        with _progress("exporting", not quiet and not json_out) as progress:
+            report = export_to_milvus(index_dir, to, replace=replace, batch_size=batch_size,
+                                      dense_index=milvus_index, progress=progress)
+    if json_out:
+        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        return
+    err.print(f"exported {display_path(index_dir)} to {report.address}: {report.written} written, "
+              f"{report.unchanged} unchanged, {report.removed} removed, {len(report.skipped)} skipped "
+              f"in {report.seconds:.1f} s")
+    for item_id, why in report.skipped[:20]:
+        err.print(f"  skipped {item_id}: {why}", markup=False)
+    err.print(f"search it: itr search {report.address} \"a query\"")
 
 
 def _ann_summary(manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -360,7 +404,7 @@ def eval_(
 
 @app.command()
 def serve(
-    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder to serve.")],
+    index_dir: Annotated[str, typer.Argument(metavar="INDEX", help="Index folder to serve, or an export: milvus:URI[#NAME] (served read-only).")],
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder (default: the index's own).")] = None,
@@ -389,7 +433,7 @@ def serve(
         app_ = create_app(service)
         c = service.index.counts
         err.print(f"serving {display_path(index_dir)} ({c['images']} images, {c['texts']} texts) on "
-                  f"http://{host}:{port}/" + (" (read-only)" if read_only else ""))
+                  f"http://{host}:{port}/" + (" (read-only)" if service.read_only else ""))
     try:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal (exit status 130 /
         # -15, as a shell expects); Ctrl-C is the normal way to stop, so it is not reported as an error.

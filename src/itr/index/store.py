@@ -221,18 +221,8 @@ class DenseIndex:
         return int(self.manifest["counts"]["items"])
 
     def check_encoder(self, fingerprint: str, spec: str) -> None:
-        """Refuse to mix vectors of different models.
-
-        Raises:
-            IncompatibleIndexError: naming the model the index was built with.
-        """
-        built = self.manifest["encoder"]
-        if built["fingerprint"] != fingerprint:
-            raise IncompatibleIndexError(
-                f"{display_path(self.root)} was built with model '{built['spec']}' (fingerprint "
-                f"{built['fingerprint']}), not '{spec}' ({fingerprint}); search it with --model "
-                f"{built['spec']}, or rebuild it with itr index ... --rebuild"
-            )
+        """Refuse to mix vectors of different models (see ``check_encoder``)."""
+        check_encoder(display_path(self.root), self.manifest, fingerprint, spec)
 
     def search(self, queries: Embeddings, *, k: int = 10, target: Target = Target.IMAGES,
                ann: AnnQuery | None = None) -> list[list[Hit]]:
@@ -240,12 +230,7 @@ class DenseIndex:
         return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target, ann=ann)]
 
     def require_representation(self, representation: str) -> None:
-        """Raises InputError (naming the --repr to rebuild with) when the index lacks ``representation``."""
-        if representation not in self.representations:
-            have = "both" if len(self.representations) == 2 else self.representations[0]
-            other = "sparse" if representation == "dense" else "dense"
-            raise InputError(f"{display_path(self.root)} was built with --repr {have} (no {representation} vectors); "
-                             f"search it with --mode {other}, or rebuild it with itr index ... --repr both --rebuild")
+        require_representation(display_path(self.root), self.representations, representation)
 
     def dense_candidates(self, queries: Embeddings, *, k: int, target: Target,
                          ann: AnnQuery | None = None) -> list[list[Candidate]]:
@@ -326,6 +311,20 @@ class DenseIndex:
             out[sel] = self.segments[int(si)].side(target)[0][rows[sel]]
         return out
 
+    def term_weights(self, candidates: list[Candidate], terms: np.ndarray, target: Target) -> list[np.ndarray]:
+        """Per candidate, the stored sparse weight of each query term (for ``explain``). Each term's
+        postings are read once per segment, for all the candidates in it."""
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.float32)] * len(candidates)
+        seg_ids = np.array([si for _, si, _ in candidates], dtype=np.int64)
+        for si in np.unique(seg_ids):
+            sparse = self.segments[int(si)].side(target)[2]
+            assert sparse is not None
+            pos = np.flatnonzero(seg_ids == si)
+            weights = sparse.term_weights(terms, np.array([candidates[p][2] for p in pos]))
+            for j, p in enumerate(pos):
+                out[int(p)] = weights[:, j]
+        return out
+
     def hit(self, candidate: Candidate, target: Target) -> Hit:
         score, si, row = candidate
         seg = self.segments[si]
@@ -345,6 +344,29 @@ class DenseIndex:
     def nbytes(self) -> int:
         """Bytes the index occupies on disk."""
         return sum(f.stat().st_size for f in self.root.rglob("*") if f.is_file())
+
+
+def check_encoder(where: str, manifest: dict[str, Any], fingerprint: str, spec: str) -> None:
+    """Refuse to mix vectors of different models.
+
+    Raises:
+        IncompatibleIndexError: naming the model the index (folder or export) was built with.
+    """
+    built = manifest["encoder"]
+    if built["fingerprint"] != fingerprint:
+        raise IncompatibleIndexError(
+            f"{where} was built with model '{built['spec']}' (fingerprint {built['fingerprint']}), not "
+            f"'{spec}' ({fingerprint}); search it with --model {built['spec']}, or rebuild it with itr index ... --rebuild"
+        )
+
+
+def require_representation(where: str, representations: list[str], representation: str) -> None:
+    """Raises InputError (naming the --repr to rebuild with) when an index lacks ``representation``."""
+    if representation not in representations:
+        have = "both" if len(representations) == 2 else representations[0]
+        other = "sparse" if representation == "dense" else "dense"
+        raise InputError(f"{where} was built with --repr {have} (no {representation} vectors); "
+                         f"search it with --mode {other}, or rebuild it with itr index ... --repr both --rebuild")
 
 
 def _order(c: Candidate) -> tuple[float, int, int]:

@@ -32,6 +32,7 @@ class Info(BaseModel):
     modes: list[str] = Field(description="Search modes this index supports.")
     sparse_model: str | None
     segments: int
+    backend: str = Field("folder", description="'folder' (an ITR index folder) or 'milvus' (an export, served read-only).")
     generation: int
     read_only: bool
     limits: Limits
