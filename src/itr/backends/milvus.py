@@ -169,6 +169,9 @@ class MilvusConnection:
         self._sleep = sleep
         if address.is_local:
             require("milvus_lite", "milvus", "a Milvus Lite file (milvus:FILE.db)")
+            # Milvus Lite serves in this process and logs a traceback for each RPC it does not
+            # implement (AllocTimestamp, asked by query_iterator before it falls back): noise.
+            logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
             os.makedirs(os.path.dirname(address.uri) or ".", exist_ok=True)
         self.client = self.call("connect", lambda: pymilvus.MilvusClient(
             uri=address.uri, token=os.environ.get(TOKEN_ENV, ""), timeout=retry.call_timeout))
