@@ -108,3 +108,29 @@ def test_train_lexicon_head_and_index_with_it(emoji_jsonl: Path, tmp_path: Path)
     assert idx.sparse_info and idx.sparse_info["spec"] == f"local:{head}"
     rows = idx.segments[0].image_sparse.dequantised()
     assert rows.nnz > 0 and (rows.getnnz(axis=1) <= 8).all()  # the head's index-time pruning
+
+
+def test_export_to_milvus_then_search_and_info_from_it(both_index: Path, tmp_path: Path) -> None:
+    """`itr export --to milvus:FILE.db` (real Milvus Lite), then the same searches through the export."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    to = f"milvus:{tmp_path / 'emoji.db'}#emoji"
+    code, stdout, stderr = itr("export", both_index, "--to", to, "--milvus-index", "FLAT", "--json")
+    assert code == 0, stderr
+    report = json.loads(stdout)
+    assert report["written"] == report["items"] == 120 and report["skipped"] == []
+    code, stdout, _ = itr("info", to, "--json")
+    info = json.loads(stdout)
+    assert code == 0 and info["format"] == "itr-milvus" and info["counts"]["images"] == 120 and info["complete"]
+    for args in (("a jar", "-k", "5"), ("a jar", "-k", "5", "--mode", "sparse", "--explain"),
+                 ("a jar", "-k", "5", "--mode", "hybrid"), ("a bicycle", "-k", "3", "--target", "texts")):
+        folder, milvus = _search(both_index, *args), _search(to, *args)  # type: ignore[arg-type]
+        assert [r["id"] for r in milvus["results"]] == [r["id"] for r in folder["results"]]
+        assert [r["score"] for r in milvus["results"]] == pytest.approx([r["score"] for r in folder["results"]], abs=1e-4)
+        assert milvus["results"][0].get("terms", {}).keys() == folder["results"][0].get("terms", {}).keys()
+    code, stdout, stderr = itr("export", both_index, "--to", to)
+    assert code == 0 and "0 written, 120 unchanged" in stderr
+    code, _, stderr = itr("export", both_index, "--to", "qdrant:x")
+    assert code == 2 and "the only back end is milvus" in stderr
+    code, _, stderr = itr("search", f"milvus:{tmp_path / 'emoji.db'}#other", "a jar")
+    assert code == 2 and "no ITR export named 'other'" in stderr and stderr.count("\n") == 1

@@ -104,6 +104,61 @@ def _dense_ann(kind: str) -> Callable[[np.ndarray, Path], tuple[Search, Any]]:
     return factory
 
 
+def _milvus(kind: str) -> Callable[[Any, Path], tuple[Search, Any]]:
+    """A Milvus Lite collection (exact FLAT / sparse inverted index) written with the export's schema
+    and searched through ``MilvusIndex``'s candidate interface: Milvus's results, key mapping, score
+    order and tie order are checked like any other back end's."""
+
+    def factory(docs: Any, tmp: Path) -> tuple[Search, Any]:
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+        import pymilvus
+
+        from itr.backends.milvus import FORMAT, FORMAT_VERSION, MilvusAddress, MilvusConnection, MilvusIndex, sparse_dict
+        from itr.backends.milvus_export import _schema
+        from itr.types import Target
+
+        n = docs.shape[0]
+        dim = 8 if kind == "sparse" else docs.shape[1]
+        reprs = [kind]
+        conn = MilvusConnection(MilvusAddress.parse(f"milvus:{tmp / 'c.db'}"))
+        for target in Target:
+            params = conn.client.prepare_index_params()
+            params.add_index(kind, index_type="FLAT" if kind == "dense" else "SPARSE_INVERTED_INDEX", metric_type="IP")
+            conn.client.create_collection(conn.address.collection(target), schema=_schema(pymilvus, target, dim, reprs),
+                                          index_params=params)
+        rows = []
+        for r in range(n):
+            row: dict[str, Any] = {"id": f"{r:06d}", "path": "", "caption": "", "signature": "", "origin": "", "meta": {}}
+            if kind == "dense":
+                row["dense"] = docs[r].tolist()
+            else:
+                lo, hi = docs.indptr[r], docs.indptr[r + 1]
+                row["sparse"] = sparse_dict(docs.indices[lo:hi], docs.data[lo:hi], VOCAB)
+            rows.append(row)
+        conn.client.insert(conn.address.collection(Target.IMAGES), rows)
+        conn.client.flush(conn.address.collection(Target.IMAGES))
+        conn.write_manifest({"format": FORMAT, "format_version": FORMAT_VERSION, "complete": True, "dim": dim,
+                             "encoder": {"spec": "x", "fingerprint": "f", "dim": dim}, "representations": reprs,
+                             "counts": {"items": n, "images": n, "texts": 0}})
+        conn.close()
+        idx = MilvusIndex.open(f"milvus:{tmp / 'c.db'}")
+
+        def search(q: Any, k: int, live: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            found = (idx.dense_candidates(q, k=k, target=Target.IMAGES) if kind == "dense"
+                     else idx.sparse_candidates(sp.csr_matrix(q), k=k, target=Target.IMAGES))
+            ids = np.full((q.shape[0], k), -1, dtype=np.int64)
+            scores = np.zeros((q.shape[0], k), dtype=np.float32)
+            for i, row in enumerate(found):
+                ids[i, : len(row)] = [int(key) for _, _, key in row]
+                scores[i, : len(row)] = [s for s, _, _ in row]
+            return ids, scores
+
+        return search, docs
+
+    return factory
+
+
 def _with_scores(ids: np.ndarray, q: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.where(ids >= 0, np.einsum("qd,qkd->qk", q, docs[np.maximum(ids, 0)]), 0.0)
     return ids, scores.astype(np.float32)
@@ -118,6 +173,9 @@ BACKENDS: dict[str, tuple[str, Callable[[Any, Path], tuple[Search, Any]], bool]]
     "dense-faiss-flat": ("dense", _dense_faiss_flat, False),
     **{f"dense-ann-{kind}": ("dense", _dense_ann(kind), True)
        for kind in ("hnsw", "ivf-flat", "ivf-sq8", "ivf-pq", "opq-ivf-pq", "sq8", "sq-fp16", "faiss:IVF2,SQ4")},
+    # Deletions in Milvus are deletes, not live masks: covered by tests/integration/test_milvus_backend.py.
+    "milvus-lite-dense": ("dense", _milvus("dense"), False),
+    "milvus-lite-sparse": ("sparse", _milvus("sparse"), False),
 }
 
 
