@@ -114,7 +114,14 @@ def _milvus(kind: str) -> Callable[[Any, Path], tuple[Search, Any]]:
         pytest.importorskip("milvus_lite")
         import pymilvus
 
-        from itr.backends.milvus import FORMAT, FORMAT_VERSION, MilvusAddress, MilvusConnection, MilvusIndex, sparse_dict
+        from itr.backends.milvus import (
+            FORMAT,
+            FORMAT_VERSION,
+            MilvusAddress,
+            MilvusConnection,
+            MilvusIndex,
+            sparse_dict,
+        )
         from itr.backends.milvus_export import _schema
         from itr.types import Target
 

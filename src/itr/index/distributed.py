@@ -238,7 +238,7 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
             where = ro.address or "a local Ray instance"
             raise InputError(f"could not start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
     try:
-        from ray.data import ActorPoolStrategy, DataContext
+        from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
 
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -253,7 +253,10 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
                                                    "sparse_spec": sparse.spec if sparse is not None else None,
                                                    "options": replace(options, workers=max(1, int(ro.cpus_per_actor))),
                                                    "keep_dense": keep_dense})
-        ds = ds.map_batches(write_shards, batch_size=1, num_cpus=0.25,
+        # Writing a shard is file I/O: it reserves no CPU, or with every CPU held by encoder actors
+        # (the usual set-up) the writes would wait, outputs pile up and back-pressure stalls the
+        # encoders. Two writers at a time bound the I/O.
+        ds = ds.map_batches(write_shards, batch_size=1, num_cpus=0, compute=TaskPoolStrategy(size=min(2, len(rows))),
                             fn_kwargs={"shards_dir": str(shards_dir), "sparse_info": sparse_info})
         for row in ds.iter_rows():
             done += int(row["planned"])
