@@ -35,6 +35,7 @@ import numpy as np
 
 from .._utils import require
 from ..errors import IncompatibleIndexError, InputError, ItrError, NotFoundError
+from ..index.store import ManifestFacts, check_encoder, require_representation
 from ..types import Embeddings, Hit, Target
 
 SCHEME = "milvus:"
@@ -281,7 +282,7 @@ def _search_params(ann: Any) -> dict[str, Any]:
     return params
 
 
-class MilvusIndex:
+class MilvusIndex(ManifestFacts):
     """An ITR export in Milvus, with the candidate interface of ``itr.index.store.DenseIndex``: a
     ``Searcher`` (and so the CLI and the HTTP server) searches it as it searches an index folder.
 
@@ -328,42 +329,11 @@ class MilvusIndex:
     def close(self) -> None:
         self.conn.close()
 
-    # -- what the index is (as DenseIndex) ------------------------------------------------------------
-    @property
-    def generation(self) -> int:
-        return int(self.manifest.get("generation", 0))
-
-    @property
-    def encoder_info(self) -> dict[str, Any]:
-        return dict(self.manifest["encoder"])
-
-    @property
-    def representations(self) -> list[str]:
-        return list(self.manifest["representations"])
-
-    @property
-    def sparse_info(self) -> dict[str, Any] | None:
-        return self.manifest.get("sparse")
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(self.manifest["counts"])
-
-    def __len__(self) -> int:
-        return int(self.manifest["counts"]["items"])
-
+    # -- what the index is (generation, encoder_info, dim, counts... from ManifestFacts) ----------------
     def check_encoder(self, fingerprint: str, spec: str) -> None:
-        from ..index.store import check_encoder
-
         check_encoder(self.root, self.manifest, fingerprint, spec)
 
     def require_representation(self, representation: str) -> None:
-        from ..index.store import require_representation
-
         require_representation(self.root, self.representations, representation)
 
     # -- search ---------------------------------------------------------------------------------------

@@ -133,7 +133,43 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-class DenseIndex:
+class ManifestFacts:
+    """What an index says about itself, read from its manifest: shared by the index folder
+    (``DenseIndex``) and back ends that keep the same manifest (``itr.backends.milvus``)."""
+
+    manifest: dict[str, Any]
+
+    @property
+    def generation(self) -> int:
+        """Commit number of this snapshot (grows with every commit)."""
+        return int(self.manifest.get("generation", 0))
+
+    @property
+    def encoder_info(self) -> dict[str, Any]:
+        return dict(self.manifest["encoder"])
+
+    @property
+    def representations(self) -> list[str]:
+        return list(self.manifest["representations"])
+
+    @property
+    def sparse_info(self) -> dict[str, Any] | None:
+        """What the manifest records of the sparse encoder (spec, fingerprint, vocab_size, ...)."""
+        return self.manifest.get("sparse")
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.manifest["counts"])
+
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["items"])
+
+
+class DenseIndex(ManifestFacts):
     """A read-only view of an index folder with exact (brute-force inner product) search.
 
     Exact search is one BLAS matrix product per segment: at the memory-bandwidth floor for a single
@@ -169,11 +205,6 @@ class DenseIndex:
                             else _load_segment(root, s, deleted, sparse, mmap))
         return cls(root, manifest, segments)
 
-    @property
-    def generation(self) -> int:
-        """Commit number of this snapshot (grows with every commit)."""
-        return int(self.manifest.get("generation", 0))
-
     def item(self, item_id: str) -> dict[str, Any] | None:
         """A live item: its record plus ``texts`` (its captions), or None."""
         for seg in self.segments:
@@ -195,30 +226,6 @@ class DenseIndex:
                     return np.asarray(seg.images[it["row"]], dtype=np.float32), "image"
                 return np.asarray(seg.texts[rows[0]], dtype=np.float32), "text"
         return None
-
-    @property
-    def encoder_info(self) -> dict[str, Any]:
-        return dict(self.manifest["encoder"])
-
-    @property
-    def representations(self) -> list[str]:
-        return list(self.manifest["representations"])
-
-    @property
-    def sparse_info(self) -> dict[str, Any] | None:
-        """What the manifest records of the sparse encoder (spec, fingerprint, vocab_size, ...)."""
-        return self.manifest.get("sparse")
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return dict(self.manifest["counts"])
-
-    def __len__(self) -> int:
-        return int(self.manifest["counts"]["items"])
 
     def check_encoder(self, fingerprint: str, spec: str) -> None:
         """Refuse to mix vectors of different models (see ``check_encoder``)."""
