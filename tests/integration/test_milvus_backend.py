@@ -167,6 +167,7 @@ def test_interrupted_export_is_refused_then_resumes(tmp_path: Path) -> None:
         export_to_milvus(index, to, batch_size=5, progress=stop_after_two_batches)
     with pytest.raises(IncompatibleIndexError, match="interrupted"):
         MilvusIndex.open(to)
+    assert MilvusIndex.read_manifest(to)["complete"] is False  # what itr info shows, without loading
     report = export_to_milvus(index, to, batch_size=5)
     assert report.unchanged == 10 and report.written == 21
     _, milvus = _searchers(index, to)

@@ -112,8 +112,6 @@ def _milvus(kind: str) -> Callable[[Any, Path], tuple[Search, Any]]:
     def factory(docs: Any, tmp: Path) -> tuple[Search, Any]:
         pytest.importorskip("pymilvus")
         pytest.importorskip("milvus_lite")
-        import pymilvus
-
         from itr.backends.milvus import (
             FORMAT,
             FORMAT_VERSION,
@@ -132,7 +130,7 @@ def _milvus(kind: str) -> Callable[[Any, Path], tuple[Search, Any]]:
         for target in Target:
             params = conn.client.prepare_index_params()
             params.add_index(kind, index_type="FLAT" if kind == "dense" else "SPARSE_INVERTED_INDEX", metric_type="IP")
-            conn.client.create_collection(conn.address.collection(target), schema=_schema(pymilvus, target, dim, reprs),
+            conn.client.create_collection(conn.address.collection(target), schema=_schema(target, dim, reprs),
                                           index_params=params)
         rows = []
         for r in range(n):

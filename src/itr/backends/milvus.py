@@ -35,7 +35,7 @@ import numpy as np
 
 from .._utils import require
 from ..errors import IncompatibleIndexError, InputError, ItrError, NotFoundError
-from ..index.store import ManifestFacts, check_encoder, require_representation
+from ..index.store import ManifestFacts, check_encoder, check_k
 from ..types import Embeddings, Hit, Target
 
 SCHEME = "milvus:"
@@ -146,6 +146,11 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError)
 
 
+def _released(exc: BaseException) -> bool:
+    """Whether Milvus refused a read because the collection is not loaded."""
+    return "load()" in _message(exc) or "released" in _message(exc)
+
+
 def _message(exc: BaseException) -> str:
     msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return " ".join(str(msg).split())[:300]
@@ -168,6 +173,7 @@ class MilvusConnection:
         self.address = address
         self.retry = retry
         self._sleep = sleep
+        self.loaded = False
         if address.is_local:
             require("milvus_lite", "milvus", "a Milvus Lite file (milvus:FILE.db)")
             # Milvus Lite serves in this process and logs a traceback for each RPC it does not
@@ -187,6 +193,10 @@ class MilvusConnection:
             except ItrError:
                 raise
             except Exception as exc:  # noqa: BLE001 - classified below, re-raised as one-line errors
+                if self.loaded and _released(exc):
+                    self.loaded = False  # a restarted server released the collections: load them, try again
+                    self.load()
+                    continue
                 if not _unreachable(exc):
                     raise BackendError(f"{self.address}: Milvus refused {what}: {_message(exc)}") from None
                 last = exc
@@ -229,10 +239,12 @@ class MilvusConnection:
                 n, properties={MANIFEST_PROPERTY: raw}))
 
     def load(self) -> None:
-        """Load both collections for search (a restarted server starts with them released)."""
+        """Load both collections for search. After this, a call that finds them released (the
+        server restarted) loads them again and is retried."""
         for target in Target:
             name = self.address.collection(target)
             self.call("load_collection", lambda n=name: self.client.load_collection(n))
+        self.loaded = True
 
     def close(self) -> None:
         try:
@@ -302,6 +314,19 @@ class MilvusIndex(ManifestFacts):
         self._lock = threading.Lock()
 
     @classmethod
+    def read_manifest(cls, spec: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> dict[str, Any]:
+        """An export's manifest, finished or not, without loading its collections (``itr info``)."""
+        conn = MilvusConnection(MilvusAddress.parse(spec), retry)
+        try:
+            manifest = conn.read_manifest()
+            if manifest is None:
+                raise NotFoundError(f"{conn.address}: no ITR export named '{conn.address.name}'; create it with "
+                                    f"itr export INDEX --to {conn.address}")
+            return manifest
+        finally:
+            conn.close()
+
+    @classmethod
     def open(cls, spec: str | MilvusAddress, *, retry: RetryPolicy = DEFAULT_RETRY,
              sleep: Callable[[float], None] = time.sleep) -> MilvusIndex:
         """Connect to an export and load it for search.
@@ -333,27 +358,15 @@ class MilvusIndex(ManifestFacts):
     def check_encoder(self, fingerprint: str, spec: str) -> None:
         check_encoder(self.root, self.manifest, fingerprint, spec)
 
-    def require_representation(self, representation: str) -> None:
-        require_representation(self.root, self.representations, representation)
-
     # -- search ---------------------------------------------------------------------------------------
     def _fields(self, target: Target) -> list[str]:
         return ["path", "caption", "meta"] if target is Target.IMAGES else ["item", "text", "meta"]
 
     def _search(self, target: Target, data: list[Any], field: str, limit: int, params: dict[str, Any]) -> list[Any]:
         name = self.address.collection(target)
-
-        def run() -> Any:
-            return self.conn.client.search(name, data=data, anns_field=field, limit=min(limit, SEARCH_LIMIT),
-                                           search_params=params, output_fields=self._fields(target))
-
-        try:
-            return list(self.conn.call("search", run))
-        except BackendError as exc:
-            if "load()" not in str(exc):
-                raise
-            self.conn.load()  # the server restarted and released the collections
-            return list(self.conn.call("search", run))
+        return list(self.conn.call("search", lambda: self.conn.client.search(
+            name, data=data, anns_field=field, limit=min(limit, SEARCH_LIMIT), search_params=params,
+            output_fields=self._fields(target))))
 
     def _candidates(self, target: Target, results: list[Any], k: int) -> list[list[MilvusCandidate]]:
         out = []
@@ -378,12 +391,7 @@ class MilvusIndex(ManifestFacts):
                          ann: Any = None) -> list[list[MilvusCandidate]]:
         """Top-k (score, 0, key) per query row, best first; ``ann``'s nprobe / ef_search go to
         Milvus's own index (ignored by FLAT)."""
-        if k < 1:
-            raise InputError(f"k must be at least 1 (got {k})")
-        self.require_representation("dense")
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise IncompatibleIndexError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
+        q = self.dense_queries(queries, k)
         res = self._search(target, [row.tolist() for row in q], "dense", k, _search_params(ann))
         return self._candidates(target, res, k)
 
@@ -391,8 +399,7 @@ class MilvusIndex(ManifestFacts):
                           max_postings: int | None = None) -> list[list[MilvusCandidate]]:
         """Top-k per row of a sparse query matrix; only documents sharing a term with the query.
         ``max_postings`` (ITR's own approximate sparse search) has no Milvus equivalent: exact."""
-        if k < 1:
-            raise InputError(f"k must be at least 1 (got {k})")
+        check_k(k)
         self.require_representation("sparse")
         m = queries.tocsr()
         out: list[list[MilvusCandidate]] = [[] for _ in range(m.shape[0])]

@@ -74,10 +74,10 @@ class _Item:
     caption_rows: list[int]
 
 
-def _schema(pymilvus: Any, target: Target, dim: int, representations: list[str]) -> Any:
-    from pymilvus import DataType
+def _schema(target: Target, dim: int, representations: list[str]) -> Any:
+    from pymilvus import DataType, MilvusClient
 
-    s = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    s = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
     s.add_field("id", DataType.VARCHAR, is_primary=True, max_length=MAX_ID_BYTES)
     if target is Target.IMAGES:
         s.add_field("path", DataType.VARCHAR, max_length=MAX_ID_BYTES)
@@ -182,8 +182,6 @@ def export_to_milvus(index: str | os.PathLike[str] | DenseIndex, to: str | Milvu
         raise InputError(f"unknown Milvus index type '{dense_index}'; use one of {', '.join(DENSE_INDEX_TYPES)}")
     idx = index if isinstance(index, DenseIndex) else DenseIndex.open(index)
     address = to if isinstance(to, MilvusAddress) else MilvusAddress.parse(to)
-    import pymilvus
-
     conn = MilvusConnection(address, retry, sleep)
     try:
         want = _wanted_manifest(idx)
@@ -201,7 +199,7 @@ def export_to_milvus(index: str | os.PathLike[str] | DenseIndex, to: str | Milvu
                     params.add_index("dense", index_type=dense_index.upper(), metric_type="IP")
                 if "sparse" in idx.representations:
                     params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
-                schema = _schema(pymilvus, target, idx.dim, idx.representations)
+                schema = _schema(target, idx.dim, idx.representations)
                 name = address.collection(target)
                 conn.call("create_collection", lambda n=name, s=schema, p=params: conn.client.create_collection(
                     n, schema=s, index_params=p))

@@ -221,32 +221,26 @@ def info(
         if is_remote(index_dir):
             from ..backends.milvus import MilvusIndex
 
-            remote = MilvusIndex.open(index_dir)
-            remote.close()
-            m = remote.manifest
-            summary = {"index": index_dir, "format": m["format"], "format_version": m["format_version"],
-                       "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
-                       "counts": m["counts"], "representations": m["representations"],
-                       "sparse_model": (m.get("sparse") or {}).get("spec"), "complete": m["complete"],
-                       "source": m.get("source_index"), "updated_at": m.get("exported_at")}
+            m = MilvusIndex.read_manifest(index_dir)
+            extra = {"source": m.get("source_index"), "updated_at": m.get("exported_at")}
+            unfinished = "the export was interrupted; run the same itr export command again to finish it"
         else:
             idx = DenseIndex.open(index_dir)
             m = idx.manifest
-            summary = {
-                "index": index_dir, "format": m["format"], "format_version": m["format_version"],
-                "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
-                "counts": m["counts"], "representations": m["representations"],
-                "sparse_model": (m.get("sparse") or {}).get("spec"), "segments": len(m["segments"]),
-                "complete": m["complete"], "source": m.get("source"), "updated_at": m.get("updated_at"),
-                "bytes": idx.nbytes(), "ann": _ann_summary(m),
-            }
+            extra = {"segments": len(m["segments"]), "source": m.get("source"), "updated_at": m.get("updated_at"),
+                     "bytes": idx.nbytes(), "ann": _ann_summary(m)}
+            unfinished = "the last indexing run was interrupted; run itr index again to finish it"
+        summary = {"index": index_dir, "format": m["format"], "format_version": m["format_version"],
+                   "model": m["encoder"]["spec"], "fingerprint": m["encoder"]["fingerprint"], "dim": m["dim"],
+                   "counts": m.get("counts"), "representations": m["representations"],
+                   "sparse_model": (m.get("sparse") or {}).get("spec"), "complete": m["complete"], **extra}
     if json_out:
         out.print_json(json.dumps(summary))
         return
     for key, value in summary.items():
         out.print(f"{key:>15}: {value}", markup=False)
     if not m["complete"]:
-        err.print("note: the last indexing run was interrupted; run itr index again to finish it")
+        err.print(f"note: {unfinished}")
 
 
 @app.command()

@@ -168,6 +168,25 @@ class ManifestFacts:
     def __len__(self) -> int:
         return int(self.manifest["counts"]["items"])
 
+    def require_representation(self, representation: str) -> None:
+        """Raises InputError (naming the --repr to rebuild with) when the index lacks ``representation``."""
+        require_representation(display_path(str(getattr(self, "root", "the index"))), self.representations,
+                               representation)
+
+    def dense_queries(self, queries: Embeddings, k: int) -> np.ndarray:
+        """Validated dense queries: k at least 1, dense vectors present, the index's dimension."""
+        check_k(k)
+        self.require_representation("dense")
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if q.shape[1] != self.dim:
+            raise IncompatibleIndexError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
+        return q
+
+
+def check_k(k: int) -> None:
+    if k < 1:
+        raise InputError(f"k must be at least 1 (got {k})")
+
 
 class DenseIndex(ManifestFacts):
     """A read-only view of an index folder with exact (brute-force inner product) search.
@@ -236,9 +255,6 @@ class DenseIndex(ManifestFacts):
         """Top-k hits per query row. ``queries`` is (n, dim) float32, L2-normalised."""
         return [[self.hit(c, target) for c in row] for row in self.dense_candidates(queries, k=k, target=target, ann=ann)]
 
-    def require_representation(self, representation: str) -> None:
-        require_representation(display_path(self.root), self.representations, representation)
-
     def dense_candidates(self, queries: Embeddings, *, k: int, target: Target,
                          ann: AnnQuery | None = None) -> list[list[Candidate]]:
         """Top-k (score, segment, row) per query row, best first, scores exact.
@@ -247,12 +263,7 @@ class DenseIndex(ManifestFacts):
         from ``ann``, else the tuned ones) and score them exactly from their vectors; the others
         are scanned exactly. ``ann.exact`` scans everything.
         """
-        if k < 1:
-            raise InputError(f"k must be at least 1 (got {k})")
-        self.require_representation("dense")
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if q.shape[1] != self.dim:
-            raise IncompatibleIndexError(f"query vectors have dim {q.shape[1]}, the index has dim {self.dim}")
+        q = self.dense_queries(queries, k)
         cand_scores: list[np.ndarray] = []
         cand_refs: list[tuple[int, np.ndarray]] = []
         for si, seg in enumerate(self.segments):
@@ -282,8 +293,7 @@ class DenseIndex(ManifestFacts):
                           max_postings: int | None = None) -> list[list[Candidate]]:
         """Top-k (score, segment, row) per row of a sparse query matrix; only documents sharing a
         term with the query are returned. ``max_postings``: approximate search budget per segment."""
-        if k < 1:
-            raise InputError(f"k must be at least 1 (got {k})")
+        check_k(k)
         self.require_representation("sparse")
         per_seg = []
         for si, seg in enumerate(self.segments):
