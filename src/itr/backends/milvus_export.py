@@ -296,14 +296,10 @@ def _write_batch(conn: MilvusConnection, idx: DenseIndex, batch: list[_Item], sp
             if sparse is not None:
                 row["sparse"] = sparse.row(item.seg, Target.TEXTS, r)
             text_rows.append(row)
-    # Old captions first (an item may now have fewer), then the rows: a crash in between leaves the
-    # item with mixed or missing rows, which the next run sees as not up to date and writes again.
+    # The items' old rows go first (an item may now have fewer captions, or no image), then the new
+    # ones: a crash in between leaves items missing, which the next run sees as not up to date.
+    _delete_items(conn, [it.record["id"] for it in batch])
     images, texts = (conn.address.collection(t) for t in Target)
-    text_only = [it.record["id"] for it in batch if it.record.get("row") is None]
-    if text_only:  # an item that had an image before
-        conn.call("delete", lambda: conn.client.delete(images, ids=text_only))
-    ids = [it.record["id"] for it in batch]
-    conn.call("delete", lambda: conn.client.delete(texts, filter=in_filter("item", ids)))
     if image_rows:
         conn.call("upsert", lambda: conn.client.upsert(images, image_rows))
     if text_rows:
