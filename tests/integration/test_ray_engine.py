@@ -169,7 +169,7 @@ def test_another_model_is_refused(model: str, tmp_path: Path, tmp_path_factory: 
     """An actor whose checkpoint differs from the driver's refuses to encode; a shard of another
     dimension is refused by the index."""
     with pytest.raises(IncompatibleModelError, match="every node must have the same checkpoint"):
-        EncodeActor(model, "another-fingerprint", None, BuildOptions(), True)
+        EncodeActor(model, "another-fingerprint", None, BuildOptions(), True, str(tmp_path), None)
     with IndexWriter(tmp_path / "idx", encoder={"spec": "x", "fingerprint": "f", "dim": 16}) as w:
         shard = tmp_path / "shard"
         write_segment_files(shard, [{"id": "a", "image": None, "row": 0, "signature": "", "meta": {}, "captions": 0}],

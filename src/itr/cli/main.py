@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -45,9 +46,9 @@ def index(
     ann_mmap: Annotated[bool, typer.Option(help="Search the approximate index memory-mapped: less resident memory, slower.")] = False,
     engine: Annotated[str, typer.Option(help="Where encoding runs: 'local' (this process) or 'ray' (a Ray Data pipeline; needs the ray extra).")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to run on (default: start Ray on this machine).")] = None,
-    ray_actors: Annotated[int | None, typer.Option(help="Encoder actors (default: one per 2 CPUs of the cluster).")] = None,
+    ray_actors: Annotated[int | None, typer.Option(help="Encoder actors (default: one per CPU of the cluster).")] = None,
     ray_gpus_per_actor: Annotated[float, typer.Option(help="GPUs each encoder actor reserves.")] = 0.0,
-    shard_size: Annotated[int, typer.Option(help="Ray: items per shard (unit of work and of resumption).")] = 1024,
+    shard_size: Annotated[int, typer.Option(help="Ray: items per shard (unit of work, of resumption and of load balance).")] = 256,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -73,26 +74,31 @@ def index(
             _fail(f"--index {ann.kind} searches dense vectors; --repr sparse keeps none (use --repr both, "
                   "or --index exact)")
         scan = scan_source(source, on_error=policy)
-        encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
-        sparse = None
-        if "sparse" in reprs:
-            from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
+        with contextlib.ExitStack() as stack:
+            session = None
+            if engine == "ray":  # Ray starts in the background while the model loads
+                from ..index.distributed import RayOptions, RaySession, build_index_ray
 
-            sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
-        options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
-                               max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
-                               ann=ann)
-        with progress_bars(not (quiet or json_out)) as bar:
-            if engine == "ray":
-                from ..index.distributed import RayOptions, build_index_ray
+                session = stack.enter_context(RaySession(ray_address))
+            encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
+            sparse = None
+            if "sparse" in reprs:
+                from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
 
-                ray_options = RayOptions(address=ray_address, actors=ray_actors, shard_size=shard_size,
-                                         gpus_per_actor=ray_gpus_per_actor)
-                report = build_index_ray(scan, encoder, out_dir, options, ray_options, progress=bar("encoding (ray)"),
-                                         sparse=sparse, ann_progress=bar("approximate index"))
-            else:
-                report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
-                                     ann_progress=bar("approximate index"))
+                sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
+            options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
+                                   max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
+                                   ann=ann)
+            with progress_bars(not (quiet or json_out)) as bar:
+                if session is not None:
+                    ray_options = RayOptions(address=ray_address, actors=ray_actors, shard_size=shard_size,
+                                             gpus_per_actor=ray_gpus_per_actor)
+                    report = build_index_ray(scan, encoder, out_dir, options, ray_options,
+                                             progress=bar("encoding (ray)"), sparse=sparse,
+                                             ann_progress=bar("approximate index"), session=session)
+                else:
+                    report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
+                                         ann_progress=bar("approximate index"))
     if json_out:
         out.print_json(json.dumps(report.to_dict()))
         return

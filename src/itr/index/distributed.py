@@ -18,8 +18,9 @@ The job:
    2 cores. Bad files become one-line failures, never a crash. Each actor checks it loaded the
    model the driver described (same fingerprint): a node with another checkpoint under the same
    name is refused.
-3. **write** (Ray tasks): each shard becomes a segment folder under ``INDEX/.shards/KEY``,
-   written to a temporary name and renamed, so a shard folder is complete or absent.
+3. **write** (the same actor): each shard becomes a segment folder under ``INDEX/.shards/KEY``,
+   written to a temporary name and renamed, so a shard folder is complete or absent. Only the
+   shard's key and size travel back through Ray.
 4. **merge** (driver): shards become segments of the index in one commit with the deletions;
    then the usual compaction and approximate-index steps run.
 
@@ -35,24 +36,24 @@ every node (shared storage), and ITR must be installed in the workers' environme
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import logging
 import os
 import shutil
+import socket
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._utils import ProgressFn, batched, display_path, read_jsonl, require, write_jsonl
 from ..collection import OnError, SourceItem, SourceScan
 from ..encoders.base import Encoder
 from ..errors import IncompatibleModelError, InputError, ItrError
 from ..sparse.encoder import SparseEncoder
-from .build import BuildOptions, BuildReport, encode_segment, update_index
+from .build import BuildOptions, BuildReport, EncodedSegment, encode_segment, update_index
 from .writer import SHARDS_DIR, IndexWriter, write_segment_files
 
 FAILED = "failed.jsonl"
@@ -66,14 +67,16 @@ class RayOptions:
         address: a Ray cluster (``ray://host:10001`` or ``host:6379``, as ``ray.init`` takes it);
             None starts Ray inside this process on this machine.
         actors: encoder actors in the pool (default: as many as the cluster's CPUs allow).
-        shard_size: items per shard: the unit of work, of resumption and of one new segment.
+        shard_size: items per shard: the unit of work, of resumption and of one new segment. Small
+            enough that actors finish together (the last shard runs alone), large enough that a
+            shard takes seconds.
         cpus_per_actor, gpus_per_actor: resources each encoder actor reserves; it decodes with
             that many threads and runs the model with as many.
     """
 
     address: str | None = None
     actors: int | None = None
-    shard_size: int = 1024
+    shard_size: int = 256
     cpus_per_actor: float = 1.0
     gpus_per_actor: float = 0.0
 
@@ -94,22 +97,13 @@ def _item_from(d: dict[str, Any]) -> SourceItem:
                       signature=d["signature"])
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _npy_load(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
-
-
 class EncodeActor:
-    """Ray stage 2: one model per actor; per shard, ``encode_segment`` (images read and decoded in
-    ``options.workers`` threads while the model runs, then the captions), as in-process builds do."""
+    """Ray stage 2+3: one model per actor; per shard, ``encode_segment`` (images read and decoded in
+    ``options.workers`` threads while the model runs, then the captions), as in-process builds do,
+    then the shard's segment folder written by the actor itself (see ``write_shard``)."""
 
     def __init__(self, spec: str, fingerprint: str, sparse_spec: str | None, options: BuildOptions,
-                 keep_dense: bool) -> None:
+                 keep_dense: bool, shards_dir: str, sparse_info: dict[str, Any] | None) -> None:
         import torch
 
         from ..encoders.registry import load_encoder
@@ -127,55 +121,41 @@ class EncodeActor:
             self.sparse = load_sparse_encoder(sparse_spec, self.encoder)
         self.options = replace(options, on_error=OnError.SKIP)  # failures are reported at the merge
         self.keep_dense = keep_dense
+        self.shards_dir = Path(shards_dir)
+        self.sparse_info = sparse_info
         _record_pid()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {k: [] for k in ("key", "planned", "items", "texts", "failed", "images",
-                                                     "text_vectors", "sparse_images", "sparse_texts")}
+        out: dict[str, list[Any]] = {"key": [], "planned": []}
         for key, items_json in zip(batch["key"], batch["items"], strict=True):
+            key = str(key)
             chunk = [_item_from(d) for d in json.loads(items_json)]
-            seg = encode_segment(chunk, self.encoder, self.options, sparse=self.sparse, keep_dense=self.keep_dense)
-            for name, value in (("key", key), ("planned", len(chunk)), ("items", json.dumps(seg.items)),
-                                ("texts", json.dumps(seg.texts)), ("failed", json.dumps(seg.failed)),
-                                ("images", _npy_bytes(seg.images)), ("text_vectors", _npy_bytes(seg.text_vectors)),
-                                ("sparse_images", _csr_bytes(seg.sparse_images) if self.sparse else b""),
-                                ("sparse_texts", _csr_bytes(seg.sparse_texts) if self.sparse else b"")):
-                out[name].append(value)
+            if not (self.shards_dir / key).is_dir():  # a retried task finds the first attempt's folder: keep it
+                seg = encode_segment(chunk, self.encoder, self.options, sparse=self.sparse, keep_dense=self.keep_dense)
+                write_shard(self.shards_dir, key, seg, self.sparse_info)
+            out["key"].append(key)
+            out["planned"].append(len(chunk))
         return out
 
 
-def write_shards(batch: dict[str, Any], *, shards_dir: str, sparse_info: dict[str, Any] | None) -> dict[str, list[Any]]:
-    """Ray stage 3: each shard to ``shards_dir/KEY`` (a segment folder, renamed into place whole)."""
-    for row in range(len(batch["key"])):
-        key = str(batch["key"][row])
-        final = Path(shards_dir) / key
-        if final.is_dir():  # a retried task finds the first attempt's complete folder: keep it
-            continue
-        tmp = Path(shards_dir) / f".{key}.{uuid.uuid4().hex}.tmp"
-        sparse = (_csr_load(batch["sparse_images"][row]), _csr_load(batch["sparse_texts"][row])) if sparse_info \
-            else (None, None)
-        write_segment_files(tmp, json.loads(batch["items"][row]), _npy_load(batch["images"][row]),
-                            json.loads(batch["texts"][row]), _npy_load(batch["text_vectors"][row]), *sparse, sparse_info)
-        write_jsonl(tmp / FAILED, [{"reason": r} for r in json.loads(batch["failed"][row])])
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another attempt renamed first
-            shutil.rmtree(tmp, ignore_errors=True)
-    return {"key": list(batch["key"]), "planned": list(batch["planned"])}
+def write_shard(shards_dir: Path, key: str, seg: EncodedSegment, sparse_info: dict[str, Any] | None) -> None:
+    """Ray stage 3: a shard to ``shards_dir/KEY`` (a segment folder, renamed into place whole).
 
-
-def _csr_bytes(matrix: Any) -> bytes:
-    from scipy import sparse as sp
-
-    buf = io.BytesIO()
-    sp.save_npz(buf, matrix.tocsr(), compressed=False)
-    return buf.getvalue()
-
-
-def _csr_load(data: bytes) -> Any:
-    from scipy import sparse as sp
-
-    return sp.load_npz(io.BytesIO(data)).tocsr()
+    The encoder actor writes its own shard. A separate Ray Data write stage was measured first: it
+    moved every vector through the object store and, with every CPU held by encoder actors, Ray
+    started a fresh worker process for each write task (about 1.5 CPU-seconds of imports per shard,
+    taken from the encoders on 2 cores).
+    """
+    final = shards_dir / key
+    tmp = shards_dir / f".{key}.{uuid.uuid4().hex}.tmp"
+    write_segment_files(tmp, seg.items, seg.images, seg.texts, seg.text_vectors,
+                        seg.sparse_images if sparse_info else None, seg.sparse_texts if sparse_info else None,
+                        sparse_info)
+    write_jsonl(tmp / FAILED, [{"reason": r} for r in seg.failed])
+    try:
+        os.rename(tmp, final)
+    except OSError:  # another attempt renamed first: the first complete folder wins
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _record_pid() -> None:
@@ -185,13 +165,86 @@ def _record_pid() -> None:
         Path(folder, f"{os.getpid()}.pid").write_text(str(os.getpid()), encoding="ascii")
 
 
+class RaySession:
+    """Ray for one job: started on this machine (or connected to ``address``) in a background thread
+    from the moment it is created, and shut down by ``close`` if it was started here.
+
+    Why a thread: starting Ray takes about 4 s on 2 cores, mostly process start-ups; the CLI creates
+    the session before loading its model, so the two overlap (measured: 3-6 s less per job). The
+    thread lives until ``close``: Ray's own processes are started with a parent-death signal, which
+    Linux sends when the starting *thread* ends.
+    An instance that finds Ray already initialised in this process uses it and leaves it running.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        self.ray = require("ray", "ray", "itr index --engine ray")
+        self.address = address
+        self.started_here = False
+        self._error: InputError | None = None
+        self._up = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="itr-ray-start", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self.ray.is_initialized():
+                return
+            if self.address is not None:
+                _check_reachable(self.address)
+            quiet = logging.getLogger("ray")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # "SIGTERM handler is not set ... not the main thread": expected here
+            try:
+                self.ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                              configure_logging=False, runtime_env=_runtime_env())
+            finally:
+                quiet.setLevel(level)
+            self.started_here = True
+        except InputError as exc:
+            self._error = exc
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = self.address or "a local Ray instance"
+            self._error = InputError(f"could not start or reach {where}: {str(exc).strip().splitlines()[0]}")
+        finally:
+            self._up.set()
+        self._closed.wait()
+
+    def ready(self) -> Any:
+        """The ``ray`` module, once Ray is up.
+
+        Raises:
+            InputError: Ray could not be started or reached.
+        """
+        self._up.wait()
+        if self._error is not None:
+            raise self._error
+        return self.ray
+
+    def close(self) -> None:
+        self._up.wait()
+        if self.started_here:
+            self.ray.shutdown()
+            self.started_here = False
+        self._closed.set()
+        self._thread.join()
+
+    def __enter__(self) -> RaySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str],
                     options: BuildOptions | None = None, ray_options: RayOptions | None = None,
                     progress: ProgressFn | None = None, sparse: SparseEncoder | None = None,
-                    ann_progress: ProgressFn | None = None) -> BuildReport:
+                    ann_progress: ProgressFn | None = None, session: RaySession | None = None) -> BuildReport:
     """``build_index`` with the encode step on Ray (see the module docstring). The index is the same
-    as an in-process build's; ``report.resumed_shards`` counts shards a previous run had finished."""
-    ray = require("ray", "ray", "itr index --engine ray")
+    as an in-process build's; ``report.resumed_shards`` counts shards a previous run had finished.
+    ``session``: Ray already being started (see ``RaySession``); without one, Ray is started here
+    when there is something to encode, and shut down at the end."""
+    require("ray", "ray", "itr index --engine ray")
     options = options or BuildOptions()
     ray_options = ray_options or RayOptions()
     if ray_options.shard_size < 1:
@@ -213,9 +266,15 @@ def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[s
         if progress:
             progress(done, len(todo))
         if pending:
-            _run_pipeline(ray, pending, encoder, sparse if "sparse" in reprs else None, options, ray_options,
-                          shards_dir, writer.manifest.get("sparse") if "sparse" in reprs else None,
-                          "dense" in reprs, progress, done, len(todo))
+            own = session is None
+            session = session or RaySession(ray_options.address)
+            try:
+                _run_pipeline(session.ready(), pending, encoder, sparse if "sparse" in reprs else None, options, ray_options,
+                              shards_dir, writer.manifest.get("sparse") if "sparse" in reprs else None,
+                              "dense" in reprs, progress, done, len(todo))
+            finally:
+                if own:
+                    session.close()
         _merge(writer, shards, shards_dir, live, options, report)
         shutil.rmtree(shards_dir, ignore_errors=True)
     return report
@@ -225,21 +284,10 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
                   sparse: SparseEncoder | None, options: BuildOptions, ro: RayOptions, shards_dir: Path,
                   sparse_info: dict[str, Any] | None, keep_dense: bool, progress: ProgressFn | None,
                   done: int, total: int) -> None:
-    import logging
-
-    for name in ("ray", "ray.data"):  # Ray's own INFO lines would bury ITR's progress bar
-        logging.getLogger(name).setLevel(logging.WARNING)
-    started_here = not ray.is_initialized()
-    if started_here:
-        try:
-            ray.init(address=ro.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith("ITR_")}})
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = ro.address or "a local Ray instance"
-            raise InputError(f"could not start or reach {where}: {str(exc).strip().splitlines()[0]}") from None
     try:
-        from ray.data import ActorPoolStrategy, DataContext, TaskPoolStrategy
+        from ray.data import ActorPoolStrategy, DataContext
 
+        _quiet_ray_data()
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.verbose_stats_logs = False
@@ -252,12 +300,8 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
                             fn_constructor_kwargs={"spec": encoder.spec, "fingerprint": encoder.fingerprint,
                                                    "sparse_spec": sparse.spec if sparse is not None else None,
                                                    "options": replace(options, workers=max(1, int(ro.cpus_per_actor))),
-                                                   "keep_dense": keep_dense})
-        # Writing a shard is file I/O: it reserves no CPU, or with every CPU held by encoder actors
-        # (the usual set-up) the writes would wait, outputs pile up and back-pressure stalls the
-        # encoders. Two writers at a time bound the I/O.
-        ds = ds.map_batches(write_shards, batch_size=1, num_cpus=0, compute=TaskPoolStrategy(size=min(2, len(rows))),
-                            fn_kwargs={"shards_dir": str(shards_dir), "sparse_info": sparse_info})
+                                                   "keep_dense": keep_dense, "shards_dir": str(shards_dir),
+                                                   "sparse_info": sparse_info})
         for row in ds.iter_rows():
             done += int(row["planned"])
             if progress:
@@ -269,9 +313,26 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
         first = (str(exc).strip().splitlines() or [""])[0]
         raise InputError(f"the Ray job failed: {type(exc).__name__}: {first}; finished shards are kept, run the "
                          "same command again to resume") from exc
-    finally:
-        if started_here:
-            ray.shutdown()
+
+
+class _DropNotice(logging.Filter):
+    """Ray Data warns that progress bars are off: ITR turned them off to draw its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Progress bars disabled" not in record.getMessage()
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's INFO lines (execution started/finished, where its logs are) would bury ITR's
+    progress bar; its warnings stay. Set after importing ray.data, which configures its loggers."""
+    for name in ("ray", "ray.data"):
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        if not any(isinstance(f, _DropNotice) for f in logger.filters):
+            logger.addFilter(_DropNotice())
+    for handler in logging.getLogger("ray.data").handlers:
+        if not any(isinstance(f, _DropNotice) for f in handler.filters):
+            handler.addFilter(_DropNotice())
 
 
 def _itr_cause(exc: BaseException) -> ItrError | None:
@@ -315,3 +376,30 @@ def _merge(writer: IndexWriter, shards: list[tuple[str, list[SourceItem]]], shar
         else:
             shutil.rmtree(folder, ignore_errors=True)
     writer.commit(complete=True)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a cluster address nothing answers on, in seconds: ``ray.init`` itself retries an
+    unreachable GCS for many minutes before it gives up.
+
+    Raises:
+        InputError: the address is malformed or no TCP connection to it opens within ``timeout``.
+    """
+    if address in ("auto", "local"):  # Ray finds (or starts) the cluster of this machine itself
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray-address '{address}': expected HOST:PORT (the head's GCS, usually :6379) or "
+                         "ray://HOST:PORT (Ray Client, usually :10001)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InputError(f"could not reach the Ray cluster at {address}: {exc.strerror or exc}; is its head node "
+                         "running (ray start --head) and is the port right?") from None
+
+
+def _runtime_env() -> dict[str, Any] | None:
+    """ITR_* settings travel to the workers; with none, no runtime environment at all, so the
+    actors can start in Ray's prestarted worker processes instead of new ones."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("ITR_")}
+    return {"env_vars": env} if env else None
