@@ -49,7 +49,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/serve_load.py --index $(DEMO)/index --json bench-out/serve_load.json
 	$(BIN)/python benchmarks/vector_db.py --index $(DEMO)/index --json bench-out/vector_db.json
 	$(BIN)/python benchmarks/ann.py --n 1000000 --json bench-out/ann_1m.json
-	$(BIN)/python benchmarks/ray_encode.py --data $(DEMO)/emoji --repeat 2 --json bench-out/ray_encode.json
+	$(BIN)/python benchmarks/ray_encode.py --data $(DEMO)/emoji --repeat 4 --rounds 3 --configs local,ray-default --json bench-out/ray_encode.json
 
 # Quality of the built-in model on the offline test splits (figures in BENCHMARKS.md).
 bench-eval: $(STAMP) system-deps
