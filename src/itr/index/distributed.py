@@ -315,24 +315,20 @@ def _run_pipeline(ray: Any, pending: list[tuple[str, list[SourceItem]]], encoder
                          "same command again to resume") from exc
 
 
-class _DropNotice(logging.Filter):
-    """Ray Data warns that progress bars are off: ITR turned them off to draw its own."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Progress bars disabled" not in record.getMessage()
+def _not_progress_notice(record: logging.LogRecord) -> bool:
+    """Ray Data warns that its progress bars are off: ITR turned them off to draw its own."""
+    return "Progress bars disabled" not in record.getMessage()
 
 
 def _quiet_ray_data() -> None:
     """Ray Data's INFO lines (execution started/finished, where its logs are) would bury ITR's
-    progress bar; its warnings stay. Set after importing ray.data, which configures its loggers."""
+    progress bar; its warnings stay. Set after importing ray.data, which configures its loggers.
+    The notice is filtered on the handlers: a logger's filters do not see its children's records."""
     for name in ("ray", "ray.data"):
-        logger = logging.getLogger(name)
-        logger.setLevel(logging.WARNING)
-        if not any(isinstance(f, _DropNotice) for f in logger.filters):
-            logger.addFilter(_DropNotice())
+        logging.getLogger(name).setLevel(logging.WARNING)
     for handler in logging.getLogger("ray.data").handlers:
-        if not any(isinstance(f, _DropNotice) for f in handler.filters):
-            handler.addFilter(_DropNotice())
+        if _not_progress_notice not in handler.filters:
+            handler.addFilter(_not_progress_notice)
 
 
 def _itr_cause(exc: BaseException) -> ItrError | None:
