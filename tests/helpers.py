@@ -8,6 +8,10 @@ from typing import Any
 
 import pytest
 
+LOCAL = "http://127.0.0.1"
+"""Base URL of in-process test clients: the server refuses Host names it does not answer to (DNS
+rebinding), and Starlette's default, ``testserver``, is one."""
+
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 CLDR = Path("/usr/share/unicode/cldr/common/annotations/en.xml")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 
 from ._utils import display_path
 from .errors import InputError
-from .images import IMAGE_EXTENSIONS, is_image_path
+from .images import IMAGE_EXTENSIONS, file_kind, is_image_path
+from .records import check_item_id, check_meta, check_text, id_problem, parse_json, printable_path
 
 
 class OnError(StrEnum):
@@ -71,6 +73,8 @@ def scan_source(path: str | os.PathLike[str], *, on_error: OnError = OnError.SKI
         raise InputError(f"{display_path(p)}: no such file or folder")
     if p.is_dir():
         return _scan_folder(p)
+    if not p.is_file():  # reading a FIFO would wait for a writer forever
+        raise InputError(f"{display_path(p)}: {file_kind(p.stat().st_mode)}, not a folder or a .jsonl file")
     if p.suffix.lower() in (".jsonl", ".ndjson"):
         return _scan_jsonl(p, on_error)
     if is_image_path(p):
@@ -97,7 +101,7 @@ def _scan_folder(root: Path) -> SourceScan:
             except OSError as exc:
                 problems.append(f"{display_path(full)}: cannot read ({exc.strerror})")
                 continue
-            rel = Path(full).relative_to(root).as_posix()
+            rel = printable_path(Path(full).relative_to(root).as_posix())
             items.append(SourceItem(id=rel, image=full, signature=sig))
     if not items:
         exts = ", ".join(sorted(IMAGE_EXTENSIONS))
@@ -106,10 +110,8 @@ def _scan_folder(root: Path) -> SourceScan:
 
 
 def _parse_line(line: str, where: str, base: Path) -> SourceItem:
-    try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from exc
+    """One JSONL line as an item; every field is checked here, so one bad line costs one item."""
+    rec = parse_json(line, where)
     if not isinstance(rec, dict):
         raise InputError(f"{where}: expected a JSON object with 'image' and/or 'captions'")
     captions = rec.get("captions", [])
@@ -117,15 +119,19 @@ def _parse_line(line: str, where: str, base: Path) -> SourceItem:
         captions = [captions]
     if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
         raise InputError(f"{where}: 'captions' must be a list of strings")
-    captions = [c.strip() for c in captions if c.strip()]
+    captions = [check_text(c, f"{where}: caption {n}").strip() for n, c in enumerate(captions, 1)]
+    captions = [c for c in captions if c]
     image = rec.get("image")
     if image is not None and (not isinstance(image, str) or not image.strip()):
         raise InputError(f"{where}: 'image' must be a non-empty path string")
+    if image is not None:
+        try:
+            os.fsencode(image)  # surrogate escapes of a non-UTF-8 file name are fine; other surrogates not
+        except UnicodeEncodeError:
+            check_text(image, f"{where}: 'image'")
     if image is None and not captions:
         raise InputError(f"{where}: needs an 'image' path or at least one non-empty caption")
-    meta = rec.get("meta", {})
-    if not isinstance(meta, dict):
-        raise InputError(f"{where}: 'meta' must be a JSON object")
+    meta = check_meta(rec.get("meta", {}), f"{where}: 'meta'")
     image_path = None
     file_sig = ""
     if image is not None:
@@ -134,11 +140,16 @@ def _parse_line(line: str, where: str, base: Path) -> SourceItem:
             file_sig = _file_signature(image_path)
         except OSError as exc:
             raise InputError(f"{where}: image {image} cannot be read ({exc.strerror})") from exc
-    item_id = rec.get("id", image)
+    item_id = rec.get("id")
     if item_id is None:
-        raise InputError(f"{where}: a text-only item needs an 'id'")
+        if image is None:
+            raise InputError(f"{where}: a text-only item needs an 'id'")
+        item_id = printable_path(image)
+        if id_problem(item_id) is not None:  # "a/../b.png" names the file "b.png"
+            item_id = posixpath.normpath(item_id)
     if not isinstance(item_id, str | int) or isinstance(item_id, bool) or str(item_id) == "":
         raise InputError(f"{where}: 'id' must be a non-empty string or an integer")
+    check_item_id(str(item_id), where)
     content = json.dumps({"image": image_path, "captions": captions, "meta": meta}, sort_keys=True)
     sig = file_sig + ":" + hashlib.sha1(content.encode()).hexdigest()[:16]
     return SourceItem(id=str(item_id), image=image_path, captions=tuple(captions), meta=meta, signature=sig)
@@ -164,6 +175,8 @@ def _scan_jsonl(path: Path, on_error: OnError) -> SourceScan:
                 problem = f"{where}: not UTF-8 text"
             except InputError as exc:
                 problem = str(exc)
+            except (RecursionError, ValueError, TypeError) as exc:  # a safety net: a line never ends the scan
+                problem = f"{where}: unusable line ({type(exc).__name__}: {str(exc)[:200]})"
             else:
                 seen.add(item.id)
                 items.append(item)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def load_image(
     *,
     draft_size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    too_large_hint: str | None = None,
 ) -> Image.Image:
     """Open an image file as 8-bit RGB.
 
@@ -50,25 +52,40 @@ def load_image(
             least this size (Pillow ``draft``): several times faster for photos bigger than the model's
             input, with no visible loss once the model resizes anyway.
         max_pixels: Refuse images with more pixels than this (decompression-bomb guard).
+        too_large_hint: What the message about an image over ``max_pixels`` tells the user to do
+            (the caller knows which setting raises the limit, if any).
 
     Raises:
         BadImageError: with a one-line reason naming the file.
     """
     shown = display_path(path)
     try:
-        if os.path.getsize(path) == 0:
-            raise BadImageError(f"{shown}: empty file (0 bytes)")
+        st = os.stat(path)
     except OSError as exc:
         raise BadImageError(f"{shown}: cannot read ({exc.strerror or exc})") from exc
-    return _decode(path, shown, draft_size, max_pixels)
+    if not stat.S_ISREG(st.st_mode):
+        # Opening a FIFO would block until a writer comes; a device could be endless.
+        raise BadImageError(f"{shown}: not a regular file ({file_kind(st.st_mode)}); only image files can be read")
+    if st.st_size == 0:
+        raise BadImageError(f"{shown}: empty file (0 bytes)")
+    return _decode(path, shown, draft_size, max_pixels, too_large_hint)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, for messages."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def load_image_bytes(data: bytes, name: str, *, draft_size: tuple[int, int] | None = None,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+                     max_pixels: int = DEFAULT_MAX_PIXELS, too_large_hint: str | None = None) -> Image.Image:
     """``load_image`` for an image held in memory (an upload); ``name`` is used in error messages."""
     if not data:
         raise BadImageError(f"{name}: empty file (0 bytes)")
-    return _decode(io.BytesIO(data), name, draft_size, max_pixels)
+    return _decode(io.BytesIO(data), name, draft_size, max_pixels, too_large_hint)
 
 
 def image_format(data: bytes) -> str | None:
@@ -81,7 +98,7 @@ def image_format(data: bytes) -> str | None:
 
 
 def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size: tuple[int, int] | None,
-            max_pixels: int) -> Image.Image:
+            max_pixels: int, hint: str | None) -> Image.Image:
     if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         # The caller asked for a larger limit than Pillow's; Pillow would still refuse at open time.
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -90,7 +107,7 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size:
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{shown}: not a readable image (unknown or corrupt format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb(shown, exc) from exc
+        raise _bomb(shown, exc, hint) from exc
     except OSError as exc:
         raise BadImageError(f"{shown}: cannot open ({exc})") from exc
     try:
@@ -98,8 +115,8 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size:
         if width * height > max_pixels:
             raise BadImageError(
                 f"{shown}: image is {width}x{height} ({width * height / 1e6:.0f} MP), above the "
-                f"{max_pixels / 1e6:.0f} MP limit that guards against decompression bombs; "
-                "raise --max-pixels to index it"
+                f"{max_pixels / 1e6:.0f} MP limit that guards against decompression bombs"
+                + (f"; {hint}" if hint else "")
             )
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", draft_size)
@@ -108,7 +125,7 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size:
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb(shown, exc) from exc
+        raise _bomb(shown, exc, hint) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated/corrupt data as OSError ("image file is truncated"), SyntaxError
         # (some PNG chunk errors) or ValueError.
@@ -117,8 +134,8 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size:
         img.close()
 
 
-def _bomb(shown: str, exc: Exception) -> BadImageError:
-    return BadImageError(f"{shown}: image too large to decode safely ({exc}); raise --max-pixels to index it")
+def _bomb(shown: str, exc: Exception, hint: str | None) -> BadImageError:
+    return BadImageError(f"{shown}: image too large to decode safely ({exc})" + (f"; {hint}" if hint else ""))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -22,7 +22,6 @@ import os
 import queue
 import threading
 import time
-import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ from .index.build import BuildOptions, stage_items
 from .index.manifest import MANIFEST
 from .index.store import DenseIndex
 from .index.writer import IndexWriter
+from .records import check_meta, check_text, id_problem, printable_path
 from .search import Mode, Searcher, SearchOptions, SearchResponse, Target, open_index
 
 if TYPE_CHECKING:
@@ -105,6 +105,9 @@ class _SerialEncoder:
     by then in one batch (leader/follower combining): on 2 cores the built-in text model takes 6.7 ms
     for one query and 41 ms for 32, so under load a crowd of queries costs a few batches, not a queue
     of single calls.
+
+    Images are decoded and preprocessed by the calling request thread, before it queues for the
+    model: only the model call itself is serialised, so one slow image never delays other queries.
     """
 
     def __init__(self, encoder: Encoder, max_batch: int = 64) -> None:
@@ -112,7 +115,7 @@ class _SerialEncoder:
         self.max_batch = max(1, max_batch)
         self._model = threading.Lock()
         self._pending_lock = threading.Lock()
-        self._pending: dict[str, list[tuple[Sequence[Any], Future[np.ndarray]]]] = {"texts": [], "images": []}
+        self._pending: dict[str, list[tuple[Sequence[Any], Future[np.ndarray]]]] = {"texts": [], "pixels": []}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._encoder, name)
@@ -134,8 +137,8 @@ class _SerialEncoder:
                     batch, self._pending[kind] = queue_[:take], queue_[take:]
                 flat = [x for inputs_, _ in batch for x in inputs_]
                 try:
-                    fn = self._encoder.encode_texts if kind == "texts" else self._encoder.encode_images
-                    vectors = fn(flat)
+                    vectors = (self._encoder.encode_texts(flat) if kind == "texts"
+                               else self._encoder.encode_pixels(np.stack(flat)))
                 except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the error
                     for _, fut in batch:
                         fut.set_exception(exc)
@@ -150,11 +153,14 @@ class _SerialEncoder:
         return self._combined("texts", list(texts))
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        return self._combined("images", list(images))
+        if not images:
+            return np.zeros((0, self._encoder.dim), dtype=np.float32)
+        return self.encode_pixels(np.stack([self._encoder.preprocess_image(im.convert("RGB")) for im in images]))
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        with self._model:
-            return self._encoder.encode_pixels(pixels)
+        if len(pixels) == 0:
+            return np.zeros((0, self._encoder.dim), dtype=np.float32)
+        return self._combined("pixels", list(pixels))
 
 
 class IndexService:
@@ -247,6 +253,36 @@ class IndexService:
     def index(self) -> DenseIndex | MilvusIndex:
         return self.searcher.index
 
+    # -- what responses show ------------------------------------------------------------------------
+    @property
+    def _pixels_hint(self) -> str:
+        return f"this server accepts images of at most {self.limits.max_pixels / 1e6:.0f} MP"
+
+    @property
+    def name(self) -> str:
+        """The index as responses name it: its folder's name (or the back end's address), never the
+        server's absolute path."""
+        return str(self.root) if self.remote else display_path(self.root.name)
+
+    def public_path(self, path: str | None) -> str | None:
+        """An image path as responses show it: relative to the indexed source's folder (or, for
+        uploads, to the index folder), with undecodable bytes of the name as ``\\xNN`` escapes. Paths
+        outside both show only the file name: a client never learns the server's folder layout."""
+        if path is None:
+            return None
+        p = Path(path)
+        source = self.index.manifest.get("source")
+        bases = [] if self.remote else [self.root]
+        if source:
+            src = Path(source)
+            bases.insert(0, src if not src.suffix else src.parent)
+        for base in bases:
+            try:
+                return printable_path(p.relative_to(base).as_posix())
+            except ValueError:
+                continue
+        return printable_path(p.name)
+
     # -- reads --------------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         idx = self.index
@@ -254,7 +290,7 @@ class IndexService:
         modes = ([Mode.DENSE.value] if "dense" in reprs else []) + (
             [Mode.SPARSE.value] + ([Mode.HYBRID.value] if "dense" in reprs else []) if "sparse" in reprs else [])
         enc = idx.encoder_info
-        return {"index": str(self.root), "model": enc["spec"], "fingerprint": enc["fingerprint"], "dim": idx.dim,
+        return {"index": self.name, "model": enc["spec"], "fingerprint": enc["fingerprint"], "dim": idx.dim,
                 "counts": idx.counts, "representations": reprs, "modes": modes,
                 "sparse_model": (idx.sparse_info or {}).get("spec"), "segments": len(idx.segments),
                 "backend": "milvus" if self.remote else "folder",
@@ -277,8 +313,9 @@ class IndexService:
         """Search with an uploaded image (encoded bytes)."""
         self._check(options)
         s = self.searcher
-        image = load_image_bytes(data, name, draft_size=s.encoder.draft_size, max_pixels=self.limits.max_pixels)
-        return s.query_image(image, options)
+        image = load_image_bytes(data, name, draft_size=s.encoder.draft_size, max_pixels=self.limits.max_pixels,
+                                 too_large_hint=self._pixels_hint)
+        return s.query_image(image, options)  # preprocessed in this thread; only the model call queues
 
     def similar(self, item_id: str, options: SearchOptions = DEFAULTS) -> SearchResponse:
         """"More like this": search with an indexed item's own stored vector; the item itself is left out."""
@@ -300,6 +337,11 @@ class IndexService:
         return {"id": rec["id"], "image": rec.get("image"), "captions": rec["texts"], "meta": rec.get("meta", {}),
                 "origin": rec.get("origin")}
 
+    def public_item(self, item_id: str) -> dict[str, Any]:
+        """``item`` as responses show it (``image`` as ``public_path``)."""
+        rec = self.item(item_id)
+        return {**rec, "image": self.public_path(rec["image"])}
+
     def thumbnail(self, item_id: str, size: int = 256) -> Thumbnail:
         """The item's image, resized. The path comes from the index record, never from the request."""
         rec = self.item(item_id)
@@ -308,7 +350,10 @@ class IndexService:
         try:
             return self._thumbs.get(rec["image"], size)
         except BadImageError as exc:
-            raise NotFoundError(f"the image of item '{item_id}' cannot be read: {exc}") from None
+            shown = display_path(rec["image"])
+            reason = str(exc).removeprefix(shown).lstrip(": ") or "unreadable"
+            raise NotFoundError(f"the image of item '{item_id}' ({self.public_path(rec['image'])}) cannot be "
+                                f"read: {reason}") from None
 
     # -- writes ---------------------------------------------------------------------------------------
     def add(self, new: NewItem, *, timeout: float | None = 120.0) -> AddResult:
@@ -348,7 +393,7 @@ class IndexService:
 
     def _validate(self, new: NewItem) -> SourceItem:
         lim = self.limits
-        captions = tuple(c.strip() for c in new.captions if c and c.strip())
+        captions = tuple(check_text(c, f"caption {n}").strip() for n, c in enumerate(new.captions, 1) if c and c.strip())
         if new.image is None and not captions:
             raise InputError("an item needs an image, at least one non-empty caption, or both")
         if len(captions) > lim.max_captions:
@@ -356,21 +401,18 @@ class IndexService:
         for c in captions:
             if len(c) > lim.max_caption_chars:
                 raise InputError(f"a caption is {len(c)} characters long; the limit is {lim.max_caption_chars}")
-        if not isinstance(new.meta, dict):
-            raise InputError("meta must be a JSON object")
-        meta_json = json.dumps(new.meta, sort_keys=True)
-        if len(meta_json) > lim.max_meta_bytes:
-            raise InputError(f"meta is {len(meta_json)} bytes as JSON; the limit is {lim.max_meta_bytes}")
+        check_meta(new.meta, "meta", max_bytes=lim.max_meta_bytes)
         if new.image is not None:
             if len(new.image) > lim.max_upload_bytes:
                 raise InputError(f"{new.image_name}: {len(new.image)} bytes; the upload limit is {lim.max_upload_bytes}")
             # Decode fully now: a bad upload is refused before anything is written.
-            load_image_bytes(new.image, new.image_name, draft_size=self._encoder.draft_size, max_pixels=lim.max_pixels)
+            load_image_bytes(new.image, new.image_name, draft_size=self._encoder.draft_size, max_pixels=lim.max_pixels,
+                             too_large_hint=self._pixels_hint)
         item_id = new.id if new.id is not None else self._default_id(new, captions)
-        if (not item_id or len(item_id) > lim.max_id_chars or item_id != item_id.strip()
-                or any(unicodedata.category(ch)[0] == "C" for ch in item_id)):
-            raise InputError(f"id must be 1-{lim.max_id_chars} printable characters, without leading or trailing "
-                             "spaces")
+        problem = id_problem(item_id, lim.max_id_chars) if isinstance(item_id, str) else "must be a string"
+        if problem is not None:
+            raise InputError(f"id must be 1-{lim.max_id_chars} characters, without control characters, surrounding "
+                             f"spaces, '.' or '..' segments, or a /similar or /thumbnail ending: this one {problem}")
         content = json.dumps({"captions": captions, "meta": new.meta}, sort_keys=True)
         return SourceItem(id=item_id, image=None, captions=captions, meta=dict(new.meta),
                           signature="api:" + hashlib.sha256(content.encode()).hexdigest()[:16])
@@ -468,16 +510,11 @@ class IndexService:
                 "reprs": idx.representations, "sparse": sparse}
 
     def _open_writer(self) -> IndexWriter:
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            writer = IndexWriter(self.root, **self._writer_args())
-            try:
-                return writer.__enter__()
-            except IndexLockedError:
-                if time.monotonic() >= deadline:
-                    raise IndexLockedError(f"{display_path(self.root)}: another process (itr index?) has been "
-                                           f"writing this index for over {self.lock_timeout:.0f} s; retry later") from None
-                time.sleep(0.05)
+        try:
+            return IndexWriter(self.root, lock_timeout=self.lock_timeout, **self._writer_args()).__enter__()
+        except IndexLockedError:
+            raise IndexLockedError(f"{self.name}: another process (itr index?) has been writing this index for "
+                                   f"over {self.lock_timeout:.0f} s; retry later") from None
 
     def _apply(self, group: list[_Op]) -> None:
         writer = self._open_writer()

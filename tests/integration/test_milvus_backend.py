@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import free_port
+from helpers import LOCAL, free_port
 
 pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
@@ -294,7 +294,7 @@ def test_http_service_serves_an_export_read_only(exported: tuple[Path, str]) -> 
         assert service.read_only
         with pytest.raises(ReadOnlyError, match="itr export"):
             service.add(NewItem(captions=("x",)))
-        client = TestClient(create_app(service))
+        client = TestClient(create_app(service), base_url=LOCAL)
         info = client.get("/api/info").json()
         assert info["backend"] == "milvus" and info["counts"]["items"] == 31 and "hybrid" in info["modes"]
         folder = Searcher(ColorEncoder(), DenseIndex.open(index)).search_text("green", k=3)

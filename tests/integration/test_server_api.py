@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import color_collection, color_index, color_service, png_bytes
+from helpers import LOCAL, color_collection, color_index, color_service, png_bytes
+from hostile import HOSTILE_META
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -22,7 +23,7 @@ from itr.testing import ColorEncoder, DimensionSparseEncoder  # noqa: E402
 @pytest.fixture
 def served(tmp_path: Path) -> Any:
     svc = color_service(color_index(tmp_path), refresh_seconds=0)
-    with TestClient(create_app(svc)) as client:
+    with TestClient(create_app(svc), base_url=LOCAL) as client:
         client.service = svc  # type: ignore[attr-defined]
         yield client
     svc.close()
@@ -60,7 +61,7 @@ def test_text_search_every_mode(served: TestClient, mode: str) -> None:
 
 def test_mode_the_index_lacks_is_a_clear_400(tmp_path: Path) -> None:
     svc = color_service(color_index(tmp_path, repr_="dense"))
-    client = TestClient(create_app(svc))
+    client = TestClient(create_app(svc), base_url=LOCAL)
     res = client.get("/api/search", params={"q": "red", "mode": "sparse"})
     assert res.status_code == 400 and "--mode sparse cannot run" in res.json()["detail"]
     assert client.get("/api/info").json()["modes"] == ["dense"]
@@ -85,7 +86,7 @@ def test_image_search_upload(served: TestClient) -> None:
 
 def test_oversize_uploads_are_refused(tmp_path: Path) -> None:
     svc = color_service(color_index(tmp_path), limits=ServiceLimits(max_upload_bytes=50_000))
-    client = TestClient(create_app(svc))
+    client = TestClient(create_app(svc), base_url=LOCAL)
     big = b"\x89PNG" + b"\0" * 200_000
     for url in ("/api/search/image", "/api/items"):
         assert client.post(url, files={"image": ("big.png", big, "image/png")}).status_code == 413
@@ -100,7 +101,7 @@ def test_oversize_uploads_are_refused(tmp_path: Path) -> None:
     assert not (svc.root / "media").exists() or not any((svc.root / "media").iterdir())
     # an image over the pixel limit is refused before decoding (decompression bomb)
     small = color_service(svc.root, limits=ServiceLimits(max_pixels=1000))
-    res = TestClient(create_app(small)).post("/api/search/image", files={"image": ("h.png", png_bytes("red", (100, 100)))})
+    res = TestClient(create_app(small), base_url=LOCAL).post("/api/search/image", files={"image": ("h.png", png_bytes("red", (100, 100)))})
     assert res.status_code == 400 and "decompression bombs" in res.json()["detail"]
 
 
@@ -139,7 +140,9 @@ def test_add_update_delete(served: TestClient) -> None:
     res = served.post("/api/items", files={"image": ("pic.png", png_bytes((250, 10, 10)), "image/png")},
                       data={"captions": ["a bright red upload", "second caption"], "meta": '{"by": "test"}', "id": "u1"})
     assert res.status_code == 201 and res.json()["status"] == "added" and res.json()["item"]["origin"] == "api"
-    media = Path(res.json()["item"]["image"])
+    shown = res.json()["item"]["image"]  # relative to the index folder: no server path leaks
+    assert shown.startswith("media/") and not Path(shown).is_absolute()
+    media = svc.root / shown
     assert media.parent == svc.root / "media" and media.is_file()
     # visible at once, durable on disk
     assert "u1" in _ids(served.get("/api/search", params={"q": "red", "k": 4}))
@@ -153,7 +156,7 @@ def test_add_update_delete(served: TestClient) -> None:
     assert t["id"].startswith("upload/") and t["item"]["thumbnail"] is None
     assert served.get(f"/api/items/{t['id']}/thumbnail").status_code == 404
     # delete
-    new_media = Path(served.get("/api/items/u1").json()["image"])
+    new_media = svc.root / served.get("/api/items/u1").json()["image"]
     assert served.delete("/api/items/u1").json() == {"deleted": "u1"}
     assert served.get("/api/items/u1").status_code == 404 and not new_media.exists()
     assert served.delete("/api/items/u1").status_code == 404
@@ -161,20 +164,25 @@ def test_add_update_delete(served: TestClient) -> None:
     assert len(DenseIndex.open(svc.root)) == 13
 
 
-@pytest.mark.parametrize("data, files, message", [
-    ({}, None, "needs an image, at least one non-empty caption"),
-    ({"captions": ["x"], "meta": "[1, 2]"}, None, "'meta': must be a JSON object"),
-    ({"captions": ["x"], "meta": "{nope"}, None, "'meta': not valid JSON"),
-    ({"captions": ["x"], "id": " padded "}, None, "id must be"),
-    ({"captions": ["x"], "id": "a\nb"}, None, "id must be"),
-    ({"captions": ["x" * 2001]}, None, "limit is 2000"),
-    ({}, {"image": ("e.png", b"", "image/png")}, "e.png: empty file"),
-    ({}, {"image": ("t.png", b"text, not pixels", "image/png")}, "t.png: not a readable image"),
+@pytest.mark.parametrize("data, files, status, message", [
+    ({}, None, 400, "needs an image, at least one non-empty caption"),
+    ({"captions": ["x"], "meta": "[1, 2]"}, None, 422, "'meta': must be a JSON object"),
+    ({"captions": ["x"], "meta": "{nope"}, None, 422, "'meta': not valid JSON"),
+    ({"captions": ["x"], "id": " padded "}, None, 400, "id must be"),
+    ({"captions": ["x"], "id": "a\nb"}, None, 400, "id must be"),
+    ({"captions": ["x"], "id": "a/similar"}, None, 400, "/similar"),
+    ({"captions": ["x"], "id": "a/../b"}, None, 400, "'..' segments"),
+    ({"captions": ["x" * 2001]}, None, 400, "limit is 2000"),
+    ({}, {"image": ("e.png", b"", "image/png")}, 400, "e.png: empty file"),
+    ({}, {"image": ("t.png", b"text, not pixels", "image/png")}, 400, "t.png: not a readable image"),
+    *[({"captions": ["x"], "meta": line.meta}, None, 422, line.reason) for line in HOSTILE_META],
 ])
-def test_bad_adds_are_refused_and_write_nothing(served: TestClient, data: dict[str, Any], files: Any, message: str) -> None:
+def test_bad_adds_are_refused_and_write_nothing(served: TestClient, data: dict[str, Any], files: Any, status: int,
+                                                message: str) -> None:
     before = served.get("/api/health").json()["generation"]
     res = served.post("/api/items", data=data, files=files)
-    assert res.status_code == 400 and message in res.json()["detail"], res.text
+    assert res.status_code == status and message in res.json()["detail"], res.text
+    assert "\n" not in res.json()["detail"] and len(res.json()["detail"]) < 400
     assert served.get("/api/health").json()["generation"] == before
     media = served.service.root / "media"  # type: ignore[attr-defined]
     assert not media.exists() or not any(media.iterdir())
@@ -182,7 +190,7 @@ def test_bad_adds_are_refused_and_write_nothing(served: TestClient, data: dict[s
 
 def test_read_only(tmp_path: Path) -> None:
     svc = color_service(color_index(tmp_path), read_only=True)
-    client = TestClient(create_app(svc))
+    client = TestClient(create_app(svc), base_url=LOCAL)
     assert client.post("/api/items", data={"captions": ["x"]}).status_code == 403
     res = client.delete("/api/items/img/000.png")
     assert res.status_code == 403 and "read-only" in res.json()["detail"]
@@ -235,12 +243,12 @@ def test_reads_continue_during_concurrent_adds_and_deletes(served: TestClient) -
 def test_reindexing_the_source_keeps_uploaded_items(tmp_path: Path) -> None:
     index = color_index(tmp_path)
     svc = color_service(index, refresh_seconds=0)
-    client = TestClient(create_app(svc))
+    client = TestClient(create_app(svc), base_url=LOCAL)
     assert client.post("/api/items", data={"captions": ["kept"], "id": "mine"}).status_code == 201
-    # another process re-indexes the source (one item fewer): the upload stays, the server sees the change
+    # another process indexes a new source into it (one item fewer): the upload stays, the server sees it
     src = color_collection(tmp_path / "src2", 11)
     enc = ColorEncoder()
-    report = build_index(scan_source(src), enc, index, BuildOptions(representation="both"),
+    report = build_index(scan_source(src), enc, index, BuildOptions(representation="both", replace_source=True),
                          sparse=DimensionSparseEncoder(enc.dim))
     assert report.removed == 1 and report.updated == 11  # same ids, other files; 'mine' is not the source's
     info = client.get("/api/info").json()
@@ -258,7 +266,7 @@ def test_search_over_an_approximate_index_and_its_knobs(tmp_path: Path) -> None:
     with IndexWriter(index, encoder=ColorEncoder().describe()) as w:
         w.build_ann(AnnPolicy(kind="ivf-flat", min_rows=100))
     svc = color_service(index)
-    client = TestClient(create_app(svc))
+    client = TestClient(create_app(svc), base_url=LOCAL)
     assert svc.searcher.index.segments[0].image_ann is not None
     answers = [client.get("/api/search", params={"q": "green", "k": 5, **extra})
                for extra in ({}, {"nprobe": 2}, {"exact": True}, {"ef_search": 64})]

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from itr.server import create_app  # noqa: E402
+from itr.server.guard import RequestGuard  # noqa: E402
 
 # Hypothesis drives schemathesis' strategies directly: its pytest plugin (from_fixture/parametrize)
 # does not support the pytest version used here.
@@ -22,7 +23,8 @@ EXAMPLES = 200
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     svc = color_service(color_index(tmp_path_factory.mktemp("fuzz")), refresh_seconds=0)
-    yield create_app(svc)
+    # schemathesis' ASGI client names the host "testserver"; the Host guard has its own tests.
+    yield create_app(svc, guard=RequestGuard(allowed_hosts=("testserver",)))
     svc.close()
 
 

@@ -39,8 +39,12 @@ def test_non_utf8_file_name(tmp_path: Path) -> None:
     name = os.fsdecode(b"caf\xe9.png")  # Latin-1 bytes: not valid UTF-8
     solid_image(tmp_path / name, "red")
     solid_image(tmp_path / "spaced name ü.png", "blue")
+    solid_image(tmp_path / "line\nbreak.png", "green")
     scan = scan_source(tmp_path)
-    assert {it.id for it in scan.items} == {name, "spaced name ü.png"}
+    # Ids are valid Unicode (JSON, URLs): the undecodable byte and the control character as escapes;
+    # the image path stays the real file name.
+    assert {it.id: Path(it.image).name for it in scan.items} == {
+        "caf\\xe9.png": name, "spaced name ü.png": "spaced name ü.png", "line\\x0abreak.png": "line\nbreak.png"}
 
 
 def test_jsonl_items(color_jsonl: Path) -> None:

@@ -47,8 +47,11 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
     assert p.stat().st_size < 200_000
     with pytest.raises(BadImageError, match="too large|limit"):
         load_image(p)
-    with pytest.raises(BadImageError, match="--max-pixels"):
+    with pytest.raises(BadImageError, match="; raise --max-pixels to index it$"):
+        load_image(tmp_path / "bomb.png", max_pixels=1000, too_large_hint="raise --max-pixels to index it")
+    with pytest.raises(BadImageError) as refused:  # no hint of a flag the caller does not have
         load_image(tmp_path / "bomb.png", max_pixels=1000)
+    assert "--max-pixels" not in str(refused.value)
 
 
 def test_max_pixels_can_be_raised(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -18,11 +20,20 @@ from rich.progress import (
 )
 
 from ..errors import ItrError
+from ..records import json_safe
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 T = TypeVar("T")
+
+
+def print_json(obj: Any) -> None:
+    """``obj`` as one JSON document on stdout, always valid (RFC 8259): no NaN, no undecodable bytes
+    (names that are not UTF-8 get backslash escapes), whatever the index or report holds."""
+    text = json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False, indent=2 if sys.stdout.isatty() else None)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from .._utils import display_path
-from .common import err, out, progress_bars
+from .common import err, out, print_json, progress_bars
 from .common import errors as _errors
 from .common import fail as _fail
 from .common import progress_bar as _progress
@@ -32,6 +30,8 @@ def index(
     model: Annotated[str, typer.Option("--model", "-m", help="Encoder: builtin, hf:ORG/NAME, local:PATH.")] = "builtin",
     on_error: Annotated[str, typer.Option(help="Bad items: 'skip' (report at the end) or 'stop'.")] = "skip",
     rebuild: Annotated[bool, typer.Option(help="Discard the existing index contents (needed to change model).")] = False,
+    replace_source: Annotated[bool, typer.Option(help="Index another source than the one the index was built from, replacing its items.")] = False,
+    lock_timeout: Annotated[float, typer.Option(help="Seconds to wait while another process (itr serve) writes the index.")] = 60.0,
     repr_: Annotated[str, typer.Option("--repr", help="What to store: dense (vectors), sparse (lexicon terms in an inverted index: small, fast) or both (adds hybrid search).")] = "dense",
     sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse vectors: builtin (default for the built-in model) or local:DIR.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Commit every N items (an interruption loses at most N).")] = 1024,
@@ -88,19 +88,21 @@ def index(
                 sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
             options = BuildOptions(checkpoint_every=checkpoint_every, batch_size=batch_size, workers=workers,
                                    max_pixels=max_pixels, on_error=policy, rebuild=rebuild, representation=repr_,
-                                   ann=ann)
+                                   ann=ann, replace_source=replace_source, lock_timeout=lock_timeout)
+            waiting = (lambda msg: None) if json_out else (lambda msg: err.print(f"[yellow]note:[/] {msg}", markup=True))
             with progress_bars(not (quiet or json_out)) as bar:
                 if session is not None:
                     ray_options = RayOptions(address=ray_address, actors=ray_actors, shard_size=shard_size,
                                              gpus_per_actor=ray_gpus_per_actor)
                     report = build_index_ray(scan, encoder, out_dir, options, ray_options,
                                              progress=bar("encoding (ray)"), sparse=sparse,
-                                             ann_progress=bar("approximate index"), session=session)
+                                             ann_progress=bar("approximate index"), session=session,
+                                             on_wait=waiting)
                 else:
                     report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
-                                         ann_progress=bar("approximate index"))
+                                         ann_progress=bar("approximate index"), on_wait=waiting)
     if json_out:
-        out.print_json(json.dumps(report.to_dict()))
+        print_json(report.to_dict())
         return
     c = report.counts
     out.print(f"index {display_path(out_dir)}: {c.get('images', 0)} images, {c.get('texts', 0)} texts "
@@ -178,7 +180,7 @@ def search(
         if response.query_terms:
             payload["query_terms"] = dict(response.query_terms)
         payload["results"] = [h.to_dict() for h in hits]
-        sys.stdout.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        print_json(payload)
         return
     if response.note:
         err.print(f"[yellow]note:[/] {response.note}")
@@ -241,7 +243,7 @@ def info(
                    "counts": m.get("counts"), "representations": m["representations"],
                    "sparse_model": (m.get("sparse") or {}).get("spec"), "complete": m["complete"], **extra}
     if json_out:
-        out.print_json(json.dumps(summary))
+        print_json(summary)
         return
     for key, value in summary.items():
         out.print(f"{key:>15}: {value}", markup=False)
@@ -270,7 +272,7 @@ def export(
             report = export_to_milvus(index_dir, to, replace=replace, batch_size=batch_size,
                                       dense_index=milvus_index, progress=progress)
     if json_out:
-        sys.stdout.write(json.dumps(report.to_dict(), ensure_ascii=False) + "\n")
+        print_json(report.to_dict())
         return
     err.print(f"exported {display_path(index_dir)} to {report.address}: {report.written} written, "
               f"{report.unchanged} unchanged, {report.removed} removed, {len(report.skipped)} skipped "
@@ -377,7 +379,7 @@ def eval_(
         if plot_path is not None:
             plot_recall(reports, plot_path)
     if to_stdout:
-        sys.stdout.write(json.dumps(reports_json(reports), ensure_ascii=False, allow_nan=False) + "\n")
+        print_json(reports_json(reports))
         return
     for title, rows in terminal_tables(reports):
         table = Table(title=f"Recall@K (%) · {title}", title_justify="left", box=box.SIMPLE_HEAD)
@@ -413,6 +415,8 @@ def serve(
     max_k: Annotated[int, typer.Option(help="Largest number of results a request may ask for.")] = 100,
     max_batch: Annotated[int, typer.Option(help="Queries encoded together when requests queue up (1: no batching).")] = 64,
     thumbnail_cache: Annotated[Path | None, typer.Option(help="Folder for cached thumbnails (default: the user cache).")] = None,
+    allow_host: Annotated[list[str] | None, typer.Option(help="A host name the server is reached by, besides IP addresses, localhost and this machine's name (repeat; '*': any). Requests naming another are refused (DNS rebinding).")] = None,
+    allow_origin: Annotated[list[str] | None, typer.Option(help="An origin (https://app.example.org) whose pages may add and delete items (repeat; '*': any). Other sites' pages are refused (CSRF).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info, warning, error...).")] = "info",
 ) -> None:
     """Serve an index over HTTP: a search page at / and a JSON API under /api (schema at /docs)."""
@@ -423,6 +427,7 @@ def serve(
 
         uvicorn = require("uvicorn", "server", "itr serve")
         from ..server import create_app
+        from ..server.guard import RequestGuard
         from ..thumbnails import ThumbnailCache
 
         limits = ServiceLimits(max_k=max_k, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch)
@@ -430,7 +435,8 @@ def serve(
         service = _with_spinner(f"loading {display_path(index_dir)}",
                                 lambda: IndexService.open(index_dir, model=model, read_only=read_only, limits=limits,
                                                           thumbnails=thumbs), False)
-        app_ = create_app(service)
+        app_ = create_app(service, guard=RequestGuard(allowed_hosts=tuple(allow_host or ()),
+                                                      allowed_origins=tuple(allow_origin or ())))
         c = service.index.counts
         err.print(f"serving {display_path(index_dir)} ({c['images']} images, {c['texts']} texts) on "
                   f"http://{host}:{port}/" + (" (read-only)" if service.read_only else ""))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .common import err, errors, fail, out, progress_bar
+from .common import err, errors, fail, out, print_json, progress_bar
 
 train_app = typer.Typer(no_args_is_help=True, help="Train heads or fine-tune models on image-caption pairs.")
 
@@ -28,7 +27,7 @@ def _train_heads(train: Callable[..., dict[str, Any]], config: Any, out_dir: Pat
         metrics = train(config, out_dir, progress=progress,
                         log=None if quiet or json_out else (lambda line: err.print(line, markup=False)))
     if json_out:
-        out.print_json(json.dumps(metrics))
+        print_json(metrics)
         return None
     return metrics
 

@@ -168,10 +168,30 @@ def hash_files(paths: Sequence[Path], *, extra: Any = None, sample_bytes: int | 
 
 
 def resize_center_crop(image: Image.Image, size: int) -> Image.Image:
-    """Resize the shorter side to ``size`` (bicubic), then crop the centre ``size`` x ``size``."""
-    w, h = image.size
+    """Resize the shorter side to ``size`` (bicubic), then crop the centre ``size`` x ``size``.
+
+    The crop is mapped back to source coordinates and only that box is resampled (``resize(box=...)``),
+    so work and memory are bounded by the output: resizing the shorter side of a W x 1 image first
+    makes it (size*W) x size pixels (a 256-byte 60000 x 1 PNG took 12 GB that way) only to keep a
+    size x size square. The box is the one the resize-then-crop would keep, so results are the same.
+    """
+    return image.resize((size, size), Image.Resampling.BICUBIC, box=center_crop_box(image.size, size),
+                        reducing_gap=3.0)
+
+
+def center_crop_box(source: tuple[int, int], size: int) -> tuple[float, float, float, float]:
+    """The source-pixel box that "shorter side to ``size``, then centre crop ``size`` x ``size``" keeps."""
+    w, h = source
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    image = image.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    sx, sy = nw / w, nh / h
     left, top = (nw - size) // 2, (nh - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
+
+
+def center_square(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The centre square of a ``(width, height)`` image, as a box: all that a centre crop keeps."""
+    w, h = size
+    side = min(w, h)
+    left, top = (w - side) / 2, (h - side) / 2
+    return (left, top, left + side, top + side)

@@ -17,7 +17,7 @@ from PIL import Image
 from .._utils import require
 from ..errors import InputError
 from ._quiet import quiet_transformers
-from .base import TorchEncoder, hash_files
+from .base import TorchEncoder, center_square, hash_files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +76,11 @@ class HFEncoder(TorchEncoder):
             self._dim = int(self._embed_texts(["a"]).shape[-1])
         size = self._input_size()
         self._draft = (size, size)
+        cfg = self.processor.to_dict()
+        # "Shortest edge to S, then centre crop" keeps only the centre square of the image, so the
+        # square is cut out first: the processor would otherwise upscale a W x 1 image to (S*W) x S
+        # pixels (gigabytes) before cropping. Processors that resize to a fixed size need no cut.
+        self._square_first = bool(cfg.get("do_center_crop")) and "shortest_edge" in (cfg.get("size") or {})
 
     def _context_length(self) -> int:
         text_cfg = getattr(self.model.config, "text_config", self.model.config)
@@ -114,6 +119,9 @@ class HFEncoder(TorchEncoder):
                 "text_max_tokens": self.max_text_tokens, "text_padding": self.family.text_padding}
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        if self._square_first and image.width != image.height:
+            left, top, right, bottom = center_square(image.size)
+            image = image.crop((round(left), round(top), round(right), round(bottom)))
         out = self.processor(images=[image], return_tensors="np")
         return np.asarray(out["pixel_values"][0], dtype=np.float32)
 

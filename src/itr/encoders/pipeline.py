@@ -36,8 +36,8 @@ class EncodedBatch:
     errors: list[tuple[int, str]]
 
 
-def _prepare(encoder: Encoder, path: str | os.PathLike[str], max_pixels: int) -> np.ndarray:
-    image = load_image(path, draft_size=encoder.draft_size, max_pixels=max_pixels)
+def _prepare(encoder: Encoder, path: str | os.PathLike[str], max_pixels: int, hint: str | None) -> np.ndarray:
+    image = load_image(path, draft_size=encoder.draft_size, max_pixels=max_pixels, too_large_hint=hint)
     return encoder.preprocess_image(image)
 
 
@@ -48,6 +48,7 @@ def encode_image_files(
     batch_size: int = 32,
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    too_large_hint: str | None = None,
 ) -> Iterator[EncodedBatch]:
     """Encode image files in order, yielding one EncodedBatch per ``batch_size`` inputs.
 
@@ -57,6 +58,7 @@ def encode_image_files(
         batch_size: inputs per yielded batch (the encoder splits further for its own model batches).
         workers: decode threads (default: number of CPUs, at most 4).
         max_pixels: decompression-bomb limit passed to load_image.
+        too_large_hint: how to raise that limit, for the message of an image above it.
     """
     workers = workers or min(4, os.cpu_count() or 1)
     lookahead = max(2 * batch_size, 4 * workers)
@@ -67,7 +69,7 @@ def encode_image_files(
         def fill() -> None:
             nonlocal next_submit
             while next_submit < len(paths) and len(pending) < lookahead:
-                pending.append(pool.submit(_prepare, encoder, paths[next_submit], max_pixels))
+                pending.append(pool.submit(_prepare, encoder, paths[next_submit], max_pixels, too_large_hint))
                 next_submit += 1
 
         fill()

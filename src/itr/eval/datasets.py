@@ -251,24 +251,40 @@ def load_karpathy(spec: str, arg: str, options: LoadOptions) -> EvalDataset:
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise InputError(f"{display_path(path)}: not a Karpathy split file (expected an 'images' list)")
     max_captions = 5 if options.max_captions is None else options.max_captions
-    rows: list[tuple[EvalItem, str | None]] = []
+    entries: list[tuple[int, dict[str, Any]]] = []
     for n, entry in enumerate(data["images"]):
-        where = f"{display_path(path)}: images[{n}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
-            raise InputError(f"{where}: needs a 'filename'")
+            raise InputError(f"{display_path(path)}: images[{n}]: needs a 'filename'")
+        entries.append((n, entry))
+    present = sorted({e["split"] for _, e in entries if isinstance(e.get("split"), str)})
+    # The split is chosen first: a flaw in an entry of another split (an empty caption in train)
+    # must not stop the evaluation of this one. A file without splits is evaluated whole unless
+    # --split asks for one.
+    wanted = options.split if options.split is not None else ("test" if present else None)
+    if wanted is not None and not present:
+        raise NoSplitsError(f"{display_path(path)} has no 'split' field; drop --split {wanted} to evaluate every image")
+    if wanted is not None and wanted not in present:
+        raise UnknownSplitError(f"unknown split '{wanted}' in {display_path(path)}; available: {', '.join(present)}")
+    rows: list[tuple[EvalItem, str | None]] = []
+    for n, entry in entries:
+        if wanted is not None and entry.get("split") != wanted:
+            continue
         where = f"{display_path(path)}: images[{n}] ({entry['filename']})"
         sentences = entry.get("sentences")
         if not isinstance(sentences, list) or not all(isinstance(s, dict) for s in sentences):
             raise InputError(f"{where}: 'sentences' must be a list of {{'raw': ...}}")
-        captions = _captions([s.get("raw") for s in sentences], where)[: max_captions or None]
-        file = root / entry.get("filepath", "") / entry["filename"]
-        if not file.exists() and entry.get("filepath"):
+        # Only the captions evaluated are checked: an empty 6th sentence is dropped by the cap anyway.
+        kept = sentences[: max_captions or None]
+        captions = _captions([s.get("raw") for s in kept], where)
+        declared = root / entry.get("filepath", "") / entry["filename"]
+        file = declared
+        if not file.exists() and entry.get("filepath") and (root / entry["filename"]).exists():
             file = root / entry["filename"]  # images root pointing at the filepath folder itself
         item_id = str(entry.get("cocoid", entry.get("imgid", entry["filename"])))
         rows.append((EvalItem(item_id, str(file), {ANY_LANG: captions}), entry.get("split")))
-    items, split = _pick_split(rows, options.split, display_path(path), "test")
+    items, split = [it for it, _ in rows], wanted
     if not items:
-        raise InputError(f"{display_path(path)} has no images in split '{split}'")
+        raise InputError(f"{display_path(path)} has no images" + (f" in split '{split}'" if split else ""))
     ds = EvalDataset(spec, split, tuple(items),
                      source={"file": str(path.resolve()), "sha256": _sha256(path),
                              "dataset": data.get("dataset"), "max_captions": max_captions})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._utils import ProgressFn, batched
+from .._utils import ProgressFn, batched, display_path
 from ..collection import OnError, SourceItem, SourceScan
 from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
@@ -46,6 +46,9 @@ class BuildOptions:
             search with dense re-scoring).
         ann: approximate dense search structures to build (see ``itr.index.ann``); None keeps the
             index's own policy (exact for a new index).
+        replace_source: index a source other than the one the index was built from, replacing its
+            items (without it, that is refused: it would silently remove every old item).
+        lock_timeout: seconds to wait for another writer of the index (a server between its commits).
     """
 
     checkpoint_every: int = 1024
@@ -56,6 +59,8 @@ class BuildOptions:
     rebuild: bool = False
     representation: str = "dense"
     ann: AnnPolicy | None = None
+    replace_source: bool = False
+    lock_timeout: float = 0.0
 
 
 @dataclass(slots=True)
@@ -96,16 +101,20 @@ def build_index(
     progress: ProgressFn | None = None,
     sparse: SparseEncoder | None = None,
     ann_progress: ProgressFn | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> BuildReport:
     """Create or update the index at ``out`` from ``scan`` with ``encoder`` (and ``sparse``, the
-    lexicon encoder paired with it, when the representation includes sparse vectors).
+    lexicon encoder paired with it, when the representation includes sparse vectors). ``on_wait``
+    is told (once) when another process holds the index and the build waits for it.
 
     Raises:
         IncompatibleIndexError: ``out`` was built with another model (and ``rebuild`` is off);
             raised by IndexWriter before anything is written.
-        InputError: with ``on_error=STOP``, the first bad item.
+        InputError: with ``on_error=STOP``, the first bad item; ``out`` was built from another
+            source (and neither ``replace_source`` nor ``rebuild`` is on).
+        IndexLockedError: another process kept the index past ``lock_timeout``.
     """
-    with update_index(scan, encoder, out, options, sparse, ann_progress) as (writer, report, live, todo):
+    with update_index(scan, encoder, out, options, sparse, ann_progress, on_wait) as (writer, report, live, todo):
         reprs = writer.manifest["representations"]
         total = len(todo)
         done = 0
@@ -124,6 +133,7 @@ def build_index(
 @contextmanager
 def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str], options: BuildOptions,
                  sparse: SparseEncoder | None, ann_progress: ProgressFn | None = None,
+                 on_wait: Callable[[str], None] | None = None,
                  ) -> Iterator[tuple[IndexWriter, BuildReport, dict[str, LiveItem], list[SourceItem]]]:
     """What every build engine shares around its encode step: checks, the locked writer, the plan
     (``live`` items and the items ``todo``; removals already staged), and after the engine's own
@@ -140,8 +150,10 @@ def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str]
     if scan.problems and options.on_error is OnError.STOP:
         raise InputError(scan.problems[0] + " (stopped: --on-error stop)")
     with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
-                     sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None) as writer:
-        live, todo = plan_update(writer, scan, report)
+                     sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None,
+                     lock_timeout=options.lock_timeout, on_wait=on_wait) as writer:
+        moved = _check_source(writer, scan, options)
+        live, todo = plan_update(writer, scan, report, reencode=moved)
         yield writer, report, live, todo
         writer.maybe_compact()
         if options.ann is not None or writer.ann_policy.enabled:
@@ -150,16 +162,33 @@ def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str]
     report.seconds = time.perf_counter() - start
 
 
-def plan_update(writer: IndexWriter, scan: SourceScan, report: BuildReport) -> tuple[dict[str, LiveItem],
-                                                                                   list[SourceItem]]:
-    """(live items, items to encode): new and changed items are to encode; items gone from the
-    source are deleted in ``writer`` (pending until its next commit)."""
+def _check_source(writer: IndexWriter, scan: SourceScan, options: BuildOptions) -> bool:
+    """Refuse to index another source into an index unless asked to; record the source indexed.
+    Returns whether the source changed (its items are then all encoded again: the same id may now
+    name another file)."""
+    old = writer.manifest.get("source")
+    if old is None or old == scan.source:
+        writer.set_source(scan.source)
+        return False
+    if not options.replace_source:
+        n = writer.manifest["counts"]["items"]
+        raise InputError(f"{display_path(writer.root)} was built from {display_path(old)}; indexing "
+                         f"{display_path(scan.source)} into it would replace its {n} items: pass --replace-source "
+                         "to do that, or choose another --out")
+    writer.set_source(scan.source)
+    return True
+
+
+def plan_update(writer: IndexWriter, scan: SourceScan, report: BuildReport, *,
+                reencode: bool = False) -> tuple[dict[str, LiveItem], list[SourceItem]]:
+    """(live items, items to encode): new and changed items (every item, with ``reencode``) are to
+    encode; items gone from the source are deleted in ``writer`` (pending until its next commit)."""
     live = writer.live_items()
     wanted = {it.id for it in scan.items}
     todo: list[SourceItem] = []
     for it in scan.items:
         old = live.get(it.id)
-        if old is None or old.signature != it.signature:
+        if reencode or old is None or old.signature != it.signature:
             todo.append(it)
         else:
             report.unchanged += 1
@@ -213,7 +242,8 @@ def encode_segment(chunk: list[SourceItem], encoder: Encoder, options: BuildOpti
     failed: list[str] = []
     for batch in encode_image_files(encoder, [it.image for it in with_image],  # type: ignore[misc]
                                     batch_size=options.batch_size, workers=options.workers,
-                                    max_pixels=options.max_pixels):
+                                    max_pixels=options.max_pixels,
+                                    too_large_hint="raise --max-pixels to index it"):
         for _pos, reason in batch.errors:
             if options.on_error is OnError.STOP:
                 raise InputError(reason + " (stopped: --on-error stop)")

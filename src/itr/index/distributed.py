@@ -43,7 +43,7 @@ import shutil
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -239,7 +239,8 @@ class RaySession:
 def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str],
                     options: BuildOptions | None = None, ray_options: RayOptions | None = None,
                     progress: ProgressFn | None = None, sparse: SparseEncoder | None = None,
-                    ann_progress: ProgressFn | None = None, session: RaySession | None = None) -> BuildReport:
+                    ann_progress: ProgressFn | None = None, session: RaySession | None = None,
+                    on_wait: Callable[[str], None] | None = None) -> BuildReport:
     """``build_index`` with the encode step on Ray (see the module docstring). The index is the same
     as an in-process build's; ``report.resumed_shards`` counts shards a previous run had finished.
     ``session``: Ray already being started (see ``RaySession``); without one, Ray is started here
@@ -249,7 +250,7 @@ def build_index_ray(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[s
     ray_options = ray_options or RayOptions()
     if ray_options.shard_size < 1:
         raise InputError(f"--shard-size must be at least 1 (got {ray_options.shard_size})")
-    with update_index(scan, encoder, out, options, sparse, ann_progress) as (writer, report, live, todo):
+    with update_index(scan, encoder, out, options, sparse, ann_progress, on_wait) as (writer, report, live, todo):
         reprs = writer.manifest["representations"]
         sparse_fp = (writer.manifest.get("sparse") or {}).get("fingerprint")
         shards = [(shard_key(chunk, encoder.fingerprint, reprs, sparse_fp), list(chunk))

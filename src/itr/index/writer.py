@@ -11,7 +11,7 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,6 +26,13 @@ from .store import IMAGES_SPARSE, TEXTS_SPARSE, read_tombstones
 
 LOCK = ".lock"
 SHARDS_DIR = ".shards"  # encoded shards of a distributed run, waiting to become segments
+LOCK_POLL_SECONDS = 0.02  # short: another writer (the server) may hold the lock only between its commits
+
+
+def is_temp_file(name: str) -> bool:
+    """A write-then-rename temporary (``atomic_write_bytes``, ANN saves): ``.NAME.<random>.tmp``.
+    One left behind was never renamed into place, so no commit refers to it."""
+    return name.startswith(".") and name.endswith(".tmp")
 COMPACT_MAX_SEGMENTS = 8
 COMPACT_DEAD_FRACTION = 0.3
 
@@ -43,10 +50,15 @@ class IndexWriter:
     """Exclusive writer of one index folder. Use as a context manager (it holds a file lock).
 
     Changes (``add_segment``, ``delete``) become visible only at ``commit``.
+
+    ``lock_timeout``: how long to wait for another writer (``itr serve`` between its commits, another
+    ``itr index``) before raising IndexLockedError; ``on_wait`` is called once, with a message, when
+    the lock is busy and the writer starts waiting.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, encoder: dict[str, Any], source: str | None = None,
-                 reset: bool = False, reprs: list[str] | None = None, sparse: dict[str, Any] | None = None) -> None:
+                 reset: bool = False, reprs: list[str] | None = None, sparse: dict[str, Any] | None = None,
+                 lock_timeout: float = 0.0, on_wait: Callable[[str], None] | None = None) -> None:
         self.root = Path(path)
         self._encoder = encoder
         self._reprs = list(reprs or ["dense"])
@@ -55,31 +67,62 @@ class IndexWriter:
             raise ValueError("a sparse representation needs the sparse encoder's description")
         self._source = source
         self._reset = reset
+        self._lock_timeout = lock_timeout
+        self._on_wait = on_wait
         self._lock_fd: int | None = None
 
     def __enter__(self) -> IndexWriter:
         if self.root.exists() and not self.root.is_dir():
             raise InputError(f"{display_path(self.root)}: exists and is not a folder")
         exists = (self.root / MANIFEST).is_file()
-        # Only what a writer itself leaves before its first commit may be there already.
+        # Only what a writer itself leaves before its first commit may be there already (a killed
+        # first commit leaves the lock, segments and a temporary manifest: the next run resumes).
         if self.root.exists() and not exists and any(p.name not in (LOCK, SEGMENTS_DIR, SHARDS_DIR)
-                                                           for p in self.root.iterdir()):
+                                                     and not is_temp_file(p.name) for p in self.root.iterdir()):
             raise InputError(f"{display_path(self.root)}: folder is not empty and holds no ITR index; "
                              "choose a new --out folder")
         (self.root / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.root / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+            self._take_lock(self._lock_fd)
+        except BaseException:
             os.close(self._lock_fd)
             self._lock_fd = None
-            raise IndexLockedError(f"{display_path(self.root)}: another process is writing this index") from exc
+            raise
         try:
             self._load_state(exists)
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _take_lock(self, fd: int) -> None:
+        # Polled rather than a blocking flock: a blocking call cannot be given a timeout from a
+        # thread, and the short interval still finds the gaps between a server's group commits.
+        deadline = time.monotonic() + self._lock_timeout
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    after = f" for {self._lock_timeout:.0f} s" if self._lock_timeout > 0 else ""
+                    raise IndexLockedError(
+                        f"{display_path(self.root)}: another process (itr serve, itr index) is writing this index"
+                        f"{' and held it' + after if after else ''}; retry when it is done, or wait longer with "
+                        "--lock-timeout SECONDS") from None
+                if not waited and self._on_wait is not None:
+                    self._on_wait(f"{display_path(self.root)} is being written by another process; waiting up to "
+                                  f"{self._lock_timeout:.0f} s for it")
+                waited = True
+                time.sleep(LOCK_POLL_SECONDS)
+
+    def set_source(self, source: str) -> None:
+        """Record ``source`` as what the index is built from (at the next commit)."""
+        if self.manifest.get("source") != source:
+            self.manifest["source"] = source
+            self._dirty = True
 
     def _load_state(self, exists: bool) -> None:
         old = read_manifest(self.root) if exists else None
@@ -247,11 +290,12 @@ class IndexWriter:
                 shutil.rmtree(d, ignore_errors=True)
                 continue
             ann_files = {a["file"] for a in (keep[d.name].get("ann") or {}).values()}
-            for f in d.glob("ann-*.faiss"):  # replaced ANN structures, or ones no commit named
-                if f.name not in ann_files:
+            for f in d.iterdir():  # replaced ANN structures, ones no commit named, unfinished saves
+                if (f.name.startswith("ann-") and f.suffix == ".faiss" and f.name not in ann_files) or is_temp_file(f.name):
                     f.unlink(missing_ok=True)
-        for f in self.root.glob("tombstones-*.json"):
-            if f.name != manifest.get("tombstones"):
+        for f in self.root.iterdir():
+            if (f.name.startswith("tombstones-") and f.name != manifest.get("tombstones")) or (
+                    is_temp_file(f.name) and f.is_file()):
                 f.unlink(missing_ok=True)
 
     # -- approximate search structures ---------------------------------------------------------------

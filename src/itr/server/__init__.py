@@ -20,8 +20,10 @@ def create_app(service: Any, **kwargs: Any) -> Any:
 def app_from_env() -> Any:
     """App factory for running under an ASGI server of your choice, for example
     ``ITR_INDEX=./index uvicorn --factory itr.server:app_from_env``. ``ITR_READ_ONLY=1`` turns off
-    adding and deleting."""
+    adding and deleting; ``ITR_ALLOW_HOSTS`` and ``ITR_ALLOW_ORIGINS`` (comma-separated) are
+    ``itr serve --allow-host`` and ``--allow-origin``."""
     from ..service import IndexService
+    from .guard import RequestGuard
 
     index = os.environ.get("ITR_INDEX")
     if not index:
@@ -29,7 +31,11 @@ def app_from_env() -> Any:
 
         raise InputError("set ITR_INDEX to the index folder to serve")
     read_only = os.environ.get("ITR_READ_ONLY", "").lower() in ("1", "true", "yes")
-    return create_app(IndexService.open(index, read_only=read_only))
+    def names(var: str) -> tuple[str, ...]:
+        return tuple(n.strip() for n in os.environ.get(var, "").split(",") if n.strip())
+
+    guard = RequestGuard(allowed_hosts=names("ITR_ALLOW_HOSTS"), allowed_origins=names("ITR_ALLOW_ORIGINS"))
+    return create_app(IndexService.open(index, read_only=read_only), guard=guard)
 
 
 __all__ = ["app_from_env", "create_app"]

@@ -30,14 +30,16 @@ from ..errors import (
     ReadOnlyError,
     UnknownNameError,
 )
+from ..records import FieldError, check_meta, json_safe, parse_json
 from ..search import Fusion, Mode, SearchOptions, SearchResponse
 from ..service import IndexService, NewItem
 from ..types import Hit, Target
+from .guard import GuardMiddleware, RequestGuard
 from .models import Added, Deleted, ErrorResponse, Health, Info, Item, Result, SearchResult
 
 _STATUS: list[tuple[type[ItrError], int]] = [
     (NotFoundError, 404), (ReadOnlyError, 403), (IndexLockedError, 409), (IncompatibleIndexError, 409),
-    (InputError, 400), (UnknownNameError, 400), (ItrError, 500),
+    (FieldError, 422), (InputError, 400), (UnknownNameError, 400), (ItrError, 500),
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
     **{str(code): {"model": ErrorResponse, "description": text}
@@ -46,8 +48,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "413": {"description": "Request body over the upload limit (see /api/info)",
             "content": {"text/plain": {}, "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}},
 }
+CROSS_SITE = {"403": {"model": ErrorResponse, "description": "A cross-site request from a web page (see --allow-origin)"}}
 WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    **ERRORS, "403": {"model": ErrorResponse, "description": "The server is read-only"},
+    **ERRORS, "403": {"model": ErrorResponse, "description": "The server is read-only, or the request came "
+                                                            "from another site's page"},
     "409": {"model": ErrorResponse, "description": "Another process is writing the index; retry later"},
 }
 
@@ -56,21 +60,27 @@ def _static_dir() -> str:
     return str(resources.files("itr.server") / "static")
 
 
-def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
-    """The app serving ``service``: ``/api/...`` (see ``/docs``) and the search page at ``/``."""
+def create_app(service: IndexService, *, title: str = "ITR", guard: RequestGuard | None = None) -> FastAPI:
+    """The app serving ``service``: ``/api/...`` (see ``/docs``) and the search page at ``/``.
+
+    ``guard`` says which Host names and page origins are accepted (default: this machine's names and
+    IP addresses, and only the server's own pages may change the index; see ``itr.server.guard``).
+    """
     limits = service.limits
     # max_body_size: Starlette's body limit refuses an oversize upload with 413 as soon as it passes the
     # limit (or at once, from Content-Length), before it is spooled to disk; form fields come on top.
     app = FastAPI(title=f"{title} image-text search", version="1", responses=ERRORS,  # type: ignore[arg-type]
+                  default_response_class=StrictJSONResponse,
                   description="Search an ITR index by text or image, look up, add and delete items.",
                   max_body_size=limits.max_upload_bytes + 64 * 1024)
     app.state.service = service
+    app.add_middleware(GuardMiddleware, guard=guard or RequestGuard())  # type: ignore[arg-type]
 
     @app.exception_handler(ItrError)
     def _itr_error(request: Request, exc: ItrError) -> JSONResponse:
         status = next(code for cls, code in _STATUS if isinstance(exc, cls))
         headers = {"Retry-After": "2"} if isinstance(exc, IndexLockedError) else None
-        return JSONResponse({"detail": _one_line(exc)}, status_code=status, headers=headers)
+        return StrictJSONResponse({"detail": _one_line(exc)}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -79,7 +89,7 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
         kind = next((p for p in first.get("loc", ()) if p in ("query", "body", "path")), "")
         label = f"{kind} parameter '{where}'" if kind in ("query", "path") else f"field '{where}'" if where else "request"
-        return JSONResponse({"detail": f"{label}: {first.get('msg', 'invalid')}"}, status_code=422)
+        return StrictJSONResponse({"detail": f"{label}: {first.get('msg', 'invalid')}"}, status_code=422)
 
     @app.get("/api/health", response_model=Health, tags=["service"])
     def health() -> Health:
@@ -114,7 +124,7 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
         start = time.perf_counter()
         return _result(service, q, opts, service.search_text(q, opts), start)
 
-    @app.post("/api/search/image", response_model=SearchResult, tags=["search"])
+    @app.post("/api/search/image", response_model=SearchResult, tags=["search"], responses=CROSS_SITE)
     def search_image(
         image: Annotated[UploadFile, File(description="The query image (JPEG, PNG, WebP, GIF, BMP, TIFF).")],
         opts: Options,
@@ -148,7 +158,7 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
 
     @app.get("/api/items/{item_id:path}", response_model=Item, tags=["items"])
     def get_item(item_id: str) -> Item:
-        return _item(service.item(item_id))
+        return _item(service.public_item(item_id))
 
     @app.post("/api/items", response_model=Added, status_code=201, tags=["items"],
               responses={**WRITE_ERRORS, "200": {"model": Added, "description": "An item with this id was replaced"}})
@@ -163,18 +173,21 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
         """Add an item (an image, captions, or both), or replace the item with the same id.
         Answers once the change is durable on disk and visible to searches."""
         data = _read_upload(image, limits.max_upload_bytes) if image is not None else None
-        try:
-            meta_obj = json.loads(meta) if meta else {}
-        except json.JSONDecodeError as exc:
-            raise InputError(f"field 'meta': not valid JSON ({exc.msg})") from None
-        if not isinstance(meta_obj, dict):
-            raise InputError("field 'meta': must be a JSON object")
+        meta_obj: Any = {}
+        if meta:
+            if len(meta) > limits.max_meta_bytes:
+                raise FieldError(f"field 'meta': {len(meta)} characters; the limit is {limits.max_meta_bytes} bytes")
+            try:
+                meta_obj = parse_json(meta, "field 'meta'")
+            except InputError as exc:
+                raise FieldError(str(exc)) from None
+        check_meta(meta_obj, "field 'meta'", max_bytes=limits.max_meta_bytes)
         new = NewItem(image=data, captions=tuple(captions or ()), id=id, meta=meta_obj,
                       image_name=_upload_name(image) if image is not None else "upload")
         res = service.add(new)
         if res.status == "updated":
             response.status_code = 200
-        return Added(id=res.id, status=res.status, item=_item(service.item(res.id)))
+        return Added(id=res.id, status=res.status, item=_item(service.public_item(res.id)))
 
     @app.delete("/api/items/{item_id:path}", response_model=Deleted, tags=["items"], responses=WRITE_ERRORS)
     def delete_item(item_id: str) -> Deleted:
@@ -190,6 +203,15 @@ def create_app(service: IndexService, *, title: str = "ITR") -> FastAPI:
         return FileResponse(os.path.join(static, "index.html"), headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+class StrictJSONResponse(JSONResponse):
+    """JSON as RFC 8259 allows it, whatever an index holds: strings that are not valid Unicode (ids
+    from indexes built before ids were checked) are escaped and non-finite numbers become null,
+    instead of the encoder failing and the request ending in a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(json_safe(content), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -219,8 +241,8 @@ def _item(rec: dict[str, Any]) -> Item:
                 thumbnail=_thumb_url(rec["id"]) if rec["image"] else None)
 
 
-def _hit(hit: Hit, has_image: bool) -> Result:
-    return Result(id=hit.id, score=round(hit.score, 6), kind=hit.kind, item_id=hit.item_id, path=hit.path,
+def _hit(hit: Hit, has_image: bool, path: str | None) -> Result:
+    return Result(id=hit.id, score=round(hit.score, 6), kind=hit.kind, item_id=hit.item_id, path=path,
                   text=hit.text, caption=hit.caption, meta=hit.meta,
                   thumbnail=_thumb_url(hit.item_id) if has_image else None,
                   terms=dict(hit.terms) if hit.terms is not None else None)
@@ -231,7 +253,7 @@ def _result(service: IndexService, query: str, opts: SearchOptions, res: SearchR
     results = []
     for h in res.hits:
         has_image = h.kind == "image" or (idx.item(h.item_id) or {}).get("image") is not None
-        results.append(_hit(h, has_image))
+        results.append(_hit(h, has_image, service.public_path(h.path)))
     return SearchResult(query=query, target=opts.target.value, mode=res.mode.value, note=res.note,
                         query_terms=dict(res.query_terms), took_ms=round((time.perf_counter() - start) * 1000, 2),
                         results=results)

@@ -43,7 +43,8 @@ class Result(BaseModel):
     score: float
     kind: str = Field(description="'image' or 'text'.")
     item_id: str
-    path: str | None = Field(None, description="Image file of an image hit.")
+    path: str | None = Field(None, description="Image file of an image hit, relative to the indexed collection's "
+                                               "folder (uploads: to the index folder).")
     text: str | None = Field(None, description="Caption of a text hit.")
     caption: str | None = Field(None, description="First caption of an image hit's item.")
     meta: dict[str, Any] = Field(default_factory=dict)
@@ -63,7 +64,8 @@ class SearchResult(BaseModel):
 
 class Item(BaseModel):
     id: str
-    image: str | None
+    image: str | None = Field(description="The item's image file, relative to the indexed collection's folder "
+                                          "(uploads: to the index folder); null for a text-only item.")
     captions: list[str]
     meta: dict[str, Any] = Field(default_factory=dict)
     origin: str | None = Field(None, description="'api' for items added over HTTP, null for the source's.")
