@@ -46,9 +46,9 @@ def parse_json(text: str, where: str) -> Any:
     try:
         return json.loads(body, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        if exc.pos >= len(body.rstrip()):
+        if exc.pos >= len(body.rstrip()) or exc.msg.startswith("Unterminated string"):
             raise InputError(f"{where}: not valid JSON (the line ends in the middle of a value: cut short?)") from None
-        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.pos + 1})") from None
+        raise InputError(f"{where}: not valid JSON ({exc.msg.removesuffix(' at')}, at column {exc.pos + 1})") from None
     except RecursionError:
         raise InputError(f"{where}: not usable JSON (nested too deeply; at most {MAX_META_DEPTH} levels)") from None
     except ValueError as exc:

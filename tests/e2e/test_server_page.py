@@ -129,3 +129,59 @@ def test_errors_are_shown_readably(page: Any) -> None:
     assert "at most 1000 characters" in page.inner_text("#error")
     page.fill("#q", "a dog")
     page.wait_for_selector("#error", state="hidden", timeout=30_000)
+
+
+EVIL_PAGE = """<!doctype html><html><body>
+<iframe name="sink"></iframe>
+<form id="f" method="POST" enctype="multipart/form-data" target="sink" action="{itr}/api/items">
+  <input name="captions" value="defaced by a form"><input name="id" value="{victim}">
+</form>
+<script>
+(async () => {{
+  const fd = new FormData(); fd.append("captions", "defaced by fetch"); fd.append("id", "csrf-fetch");
+  try {{ await fetch("{itr}/api/items", {{method: "POST", body: fd, mode: "no-cors"}}); }} catch (e) {{}}
+  const body = new URLSearchParams({{captions: "defaced by urlencoded", id: "csrf-form"}});
+  try {{ await fetch("{itr}/api/items", {{method: "POST", body, mode: "no-cors"}}); }} catch (e) {{}}
+  try {{ await fetch("{itr}/api/items/{victim}", {{method: "DELETE"}}); }} catch (e) {{}}
+  document.getElementById("f").submit();
+  setTimeout(() => {{ document.title = "done"; }}, 1500);
+}})();
+</script></body></html>"""
+
+
+def test_a_cross_origin_page_cannot_change_the_index(page: Any, server: Any, tmp_path: Path) -> None:
+    """The real page may add and delete (same origin); another site's page, in the same browser,
+    can send requests but every one is refused: no item added, replaced or deleted."""
+    import functools
+    import http.server
+
+    import httpx
+
+    base = server[0]
+    victim = "emoji_1f600"
+    before = httpx.get(f"{base}/api/items/{victim}").json()
+    count = httpx.get(f"{base}/api/info").json()["counts"]["items"]
+    # the ITR page itself, same origin: allowed
+    status = page.evaluate("""async () => {
+        const fd = new FormData(); fd.append('captions', 'added from the page'); fd.append('id', 'from-page');
+        const added = (await fetch('/api/items', {method: 'POST', body: fd})).status;
+        const deleted = (await fetch('/api/items/from-page', {method: 'DELETE'})).status;
+        return [added, deleted];
+    }""")
+    assert status == [201, 200]
+    (tmp_path / "evil.html").write_text(EVIL_PAGE.format(itr=base, victim=victim))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    try:
+        other = page.context.browser.new_page()
+        other.goto(f"http://127.0.0.1:{evil.server_address[1]}/evil.html")
+        other.wait_for_function("document.title === 'done'", timeout=30_000)
+        other.close()
+    finally:
+        evil.shutdown()
+        evil.server_close()
+    for item_id in ("csrf-fetch", "csrf-form"):
+        assert httpx.get(f"{base}/api/items/{item_id}").status_code == 404
+    assert httpx.get(f"{base}/api/items/{victim}").json() == before
+    assert httpx.get(f"{base}/api/info").json()["counts"]["items"] == count

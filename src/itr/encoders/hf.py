@@ -120,9 +120,10 @@ class HFEncoder(TorchEncoder):
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         if self._square_first and image.width != image.height:
-            left, top, right, bottom = center_square(image.size)
-            image = image.crop((round(left), round(top), round(right), round(bottom)))
-        out = self.processor(images=[image], return_tensors="np")
+            image = image.crop(center_square(image.size))
+        # Channels last, said explicitly: transformers otherwise guesses from the shape, and takes a
+        # 1 x 1 or 3 x W image for channels-first.
+        out = self.processor(images=[image], return_tensors="np", input_data_format="channels_last")
         return np.asarray(out["pixel_values"][0], dtype=np.float32)
 
     def _embed_pixels(self, pixels: Any) -> Any:
