@@ -48,9 +48,9 @@ class RequestGuard:
 
     def host_names(self) -> frozenset[str]:
         names = {"localhost", *(h.lower() for h in self.allowed_hosts)}
-        try:
+        try:  # not getfqdn: a reverse DNS look-up can hang for seconds on an offline machine
             host = socket.gethostname().lower()
-            names |= {host, host.split(".")[0], socket.getfqdn(host).lower()}
+            names |= {host, host.split(".")[0]}
         except OSError:
             pass
         return frozenset(n for n in names if n)
