@@ -47,6 +47,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json
 	$(BIN)/itr index $(DEMO)/emoji/emoji-en.jsonl --out $(DEMO)/index --repr both -q
 	$(BIN)/python benchmarks/serve_load.py --index $(DEMO)/index --json bench-out/serve_load.json
+	$(BIN)/python benchmarks/hostile_upload.py --index $(DEMO)/index --rounds 3 --requests 30 --with-legacy --json bench-out/hostile_upload.json
 	$(BIN)/python benchmarks/vector_db.py --index $(DEMO)/index --json bench-out/vector_db.json
 	$(BIN)/python benchmarks/ann.py --n 1000000 --json bench-out/ann_1m.json
 	$(BIN)/python benchmarks/ray_encode.py --data $(DEMO)/emoji --repeat 4 --rounds 3 --configs local,ray-default --json bench-out/ray_encode.json
