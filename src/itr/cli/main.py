@@ -453,20 +453,26 @@ def serve(
 
 @app.command("make-dataset")
 def make_dataset(
-    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji' or 'openclipart'.")],
+    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji', 'openclipart' or 'gcompris' (evaluation only).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write images and JSONL into.")],
     lang: Annotated[str, typer.Option(help="CLDR language for the captions (emoji).")] = "en",
     limit: Annotated[int | None, typer.Option(help="Build only the first N items (emoji).")] = None,
 ) -> None:
     """Build an offline dataset from Debian-packaged data (images + captions JSONL)."""
-    from ..datasets import build_emoji_dataset, build_openclipart_dataset
+    from ..datasets import build_emoji_dataset, build_gcompris_dataset, build_openclipart_dataset
 
     with _errors():
-        if name not in ("emoji", "openclipart"):
-            _fail(f"unknown dataset '{name}'; available: emoji, openclipart")
+        if name not in ("emoji", "openclipart", "gcompris"):
+            _fail(f"unknown dataset '{name}'; available: emoji, openclipart, gcompris")
         with _progress(f"building {name}", True) as progress:
             if name == "emoji":
                 path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
+            elif name == "gcompris":  # every language at once: gcompris-<lang>.jsonl
+                path = build_gcompris_dataset(out_dir, progress=progress)
+                if lang != "en":
+                    path = path.with_name(f"gcompris-{lang}.jsonl")
+                    if not path.is_file():
+                        _fail(f"GCompris has no captions in '{lang}' (see {display_path(out_dir)}/gcompris-*.jsonl)")
             else:
                 path = build_openclipart_dataset(out_dir, progress=progress)
     out.print(str(path), markup=False)

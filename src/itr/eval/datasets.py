@@ -12,6 +12,9 @@ Specs (a registry of schemes, like models):
 - ``emoji[:LANG[,LANG...]]`` — Noto emoji with CLDR names/keywords, built on first use into the
   cache; several languages make a multilingual set (same images, captions per language).
 - ``openclipart`` — Open Clip Art titles/keywords, filtered (see ``itr.datasets.openclipart``).
+- ``gcompris[:LANG[,LANG...]]`` — GCompris' real photos and drawings with their names (and, for the
+  explore activities, descriptions) in up to 45 languages (``itr.datasets.gcompris``);
+  ``gcompris-photos`` and ``gcompris-drawings`` keep one kind. An evaluation set: never trained on.
 
 The built-in sets have fixed splits (stable hash, 80/10/10); their default split is ``test``.
 """
@@ -300,32 +303,69 @@ def _read_built(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def load_emoji(spec: str, arg: str, options: LoadOptions, progress: ProgressFn | None = None) -> EvalDataset:
-    from ..datasets.emoji import build_emoji_dataset
-
+def _languages(spec: str, arg: str) -> list[str]:
     langs = [lg.strip() for lg in (arg or "en").split(",") if lg.strip()]
     if len(set(langs)) != len(langs):
         raise InputError(f"{spec}: a language is listed twice")
-    folder = _builtin_dir("emoji")
+    return langs
+
+
+def _load_multilingual(spec: str, name: str, langs: list[str], options: LoadOptions,
+                       build: Callable[[Path, str], Path], *, kind: str | None = None) -> EvalDataset:
+    """A built-in set stored as one ``NAME-<lang>.jsonl`` per language (built on first use by
+    ``build(folder, lang)``); several languages rank the same gallery: only the items captioned in
+    every one of them. ``kind`` keeps the items whose ``meta.kind`` it is."""
+    folder = _builtin_dir(name)
     by_lang: dict[str, dict[str, dict[str, Any]]] = {}
-    source: dict[str, Any] = {"builder": f"itr.datasets.emoji v{BUILTIN_DATASET_VERSION}", "files": {}}
+    source: dict[str, Any] = {"builder": f"itr.datasets.{name} v{BUILTIN_DATASET_VERSION}", "files": {}}
     for lang in langs:
-        jsonl = folder / f"emoji-{lang}.jsonl"
-        if not jsonl.is_file():
-            build_emoji_dataset(folder, lang=lang, progress=progress)
+        jsonl = build(folder, lang)
         rows = _read_built(jsonl)
-        by_lang[lang] = {r["id"]: r for r in rows}
+        by_lang[lang] = {r["id"]: r for r in rows if kind is None or r["meta"].get("kind") == kind}
         source["files"][lang] = {"file": str(jsonl), "sha256": _sha256(jsonl)}
     first = by_lang[langs[0]]
-    # Multilingual: only emoji annotated in every language, so each language ranks the same gallery.
     common = [i for i in first if all(i in by_lang[lg] for lg in langs[1:])]
     rows = [(EvalItem(i, str(folder / first[i]["image"]),
                       {(lg if len(langs) > 1 else ANY_LANG): _limit(tuple(by_lang[lg][i]["captions"]), options)
                        for lg in langs}), first[i]["meta"]["split"]) for i in common]
+    if not rows:
+        raise InputError(f"{spec}: no item has captions in every one of {', '.join(langs)}")
     items, split = _pick_split(rows, options.split, spec, "test")
     languages = tuple(langs) if len(langs) > 1 else (ANY_LANG,)
     ds = EvalDataset(spec, split, tuple(items), languages=languages, source=source)
     return _check_images(ds, options)
+
+
+def load_emoji(spec: str, arg: str, options: LoadOptions, progress: ProgressFn | None = None) -> EvalDataset:
+    from ..datasets.emoji import build_emoji_dataset
+
+    def build(folder: Path, lang: str) -> Path:
+        jsonl = folder / f"emoji-{lang}.jsonl"
+        if not jsonl.is_file():
+            build_emoji_dataset(folder, lang=lang, progress=progress)
+        return jsonl
+
+    return _load_multilingual(spec, "emoji", _languages(spec, arg), options, build)
+
+
+def load_gcompris(spec: str, arg: str, options: LoadOptions, progress: ProgressFn | None = None) -> EvalDataset:
+    """GCompris photos and drawings (``gcompris``), or one kind (``gcompris-photos``,
+    ``gcompris-drawings``), in one or more languages."""
+    from ..datasets.gcompris import build_gcompris_dataset
+
+    scheme = spec.partition(":")[0]
+    kind = {"gcompris": None, "gcompris-photos": "photo", "gcompris-drawings": "drawing"}[scheme]
+
+    def build(folder: Path, lang: str) -> Path:
+        if not (folder / "gcompris-en.jsonl").is_file():
+            build_gcompris_dataset(folder, progress=progress)
+        jsonl = folder / f"gcompris-{lang}.jsonl"
+        if not jsonl.is_file():
+            have = sorted(p.stem.removeprefix("gcompris-") for p in folder.glob("gcompris-*.jsonl"))
+            raise InputError(f"{spec}: GCompris has no captions in '{lang}'; languages: {', '.join(have)}")
+        return jsonl
+
+    return _load_multilingual(spec, "gcompris", _languages(spec, arg), options, build, kind=kind)
 
 
 def load_openclipart(spec: str, arg: str, options: LoadOptions,
@@ -354,6 +394,9 @@ DATASET_SCHEMES: dict[str, tuple[Loader, bool, str]] = {
     "karpathy": (load_karpathy, False, "karpathy:PATH/dataset_flickr30k.json (with --images-root)"),
     "emoji": (load_emoji, True, "emoji[:LANG[,LANG...]]"),
     "openclipart": (load_openclipart, True, "openclipart"),
+    "gcompris": (load_gcompris, True, "gcompris[:LANG[,LANG...]] (photos and drawings; evaluation only)"),
+    "gcompris-photos": (load_gcompris, True, "gcompris-photos[:LANG,...]"),
+    "gcompris-drawings": (load_gcompris, True, "gcompris-drawings[:LANG,...]"),
 }
 
 
