@@ -108,3 +108,18 @@ def test_karpathy_fixture_with_builtin(tmp_path: Path) -> None:
     report = json.loads(stdout)
     assert (report["n_images"], report["n_texts"], report["split"]) == (3, 15, "test")
     assert report["dataset_source"]["dataset"] == "flickr30k" and report["model"] == "builtin"
+
+
+def test_gcompris_photos_in_two_languages(tmp_path: Path) -> None:
+    """The held-out real-photo set through the CLI: built on first use, English and French captions
+    of the same photos, far above chance with the training-free bridge."""
+    from helpers import require_gcompris_data
+
+    require_gcompris_data()
+    out = tmp_path / "g.json"
+    code, _, stderr = itr("eval", "gcompris-photos:en,fr", "-m", "builtin:conse", "--json", out, "-q")
+    assert code == 0, stderr
+    run = json.loads(out.read_text())  # one run: the report object itself
+    assert run["languages"] == ["en", "fr"] and run["split"] == "test" and run["n_images"] > 40
+    chance = 100 * 10 / run["n_images"]
+    assert run["per_language"]["en"]["t2i"]["R@10"] > 3 * chance and run["per_language"]["fr"]["t2i"]["R@10"] > chance
