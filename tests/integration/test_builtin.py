@@ -54,3 +54,21 @@ def test_class_embeddings_cached(builtin_encoder, tmp_path, monkeypatch) -> None
     from itr._utils import cache_dir
 
     assert list(cache_dir().glob("builtin-conse-classes-*.npy"))
+
+
+def test_conse_v2_and_the_kept_v1_names() -> None:
+    """builtin:conse is the v2 bridge (CuPL class texts, top 20, T=2); builtin:conse-v1 and the
+    shipped heads keep the fingerprints they had, so indexes built with them still open."""
+    from itr.encoders import load_encoder
+    from itr.encoders.builtin import CONSE_V2, BuiltinConseEncoder
+
+    v2, v1 = load_encoder("builtin:conse"), load_encoder("builtin:conse-v1")
+    assert isinstance(v2, BuiltinConseEncoder) and v2.config == CONSE_V2
+    assert v1.fingerprint == "e9449f6dc445016d", "builtin:conse-v1 changed: indexes built with it would not open"
+    assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v1").fingerprint == "cefbc8fd5d57c7be"
+    assert v2.fingerprint != v1.fingerprint
+    classes = v2.class_embeddings.numpy()
+    assert classes.shape == (1000, 384) and np.allclose(np.linalg.norm(classes, axis=1), 1.0, atol=1e-5)
+    img = Image.new("RGB", (300, 200), (200, 30, 30))
+    a, b = v2.encode_images([img]), v1.encode_images([img])
+    assert a.shape == b.shape == (1, 384) and not np.allclose(a, b)

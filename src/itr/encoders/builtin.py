@@ -48,11 +48,20 @@ class ConseConfig:
     top_k: int = 5  # ConSE keeps the top classes only: the tail of 1000 probabilities is noise
     templates: tuple[str, ...] = ("a photo of a {}.", "a drawing of a {}.")
     max_text_tokens: int = 256  # all-MiniLM-L6-v2's max_seq_length; longer queries are truncated
+    # "templates": each class's name in ``templates``; "cupl": the shipped mean embedding of CuPL's
+    # descriptions of each class (CONSE_V2_CLASSES, made by benchmarks/conse_variants.py).
+    class_texts: str = "templates"
+    temperature: float = 1.0  # softmax temperature of the class probabilities
 
 
-BUILTIN_VARIANTS = ("proj", "conse")
+BUILTIN_VARIANTS = ("proj", "proj-v1", "conse", "conse-v1")
 DEFAULT_VARIANT = "proj"
 PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
+CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
+CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
+"""``builtin:conse`` since v2 (issue 16): CuPL class descriptions, top 20 classes, temperature 2;
+chosen on the emoji and Open Clip Art validation splits with the backbone's own centre crop, and
+checked on GCompris' photos and drawings (BENCHMARKS.md). ``builtin:conse-v1`` is the first bridge."""
 
 
 def imagenet_class_names() -> list[str]:
@@ -118,7 +127,7 @@ class BuiltinConseEncoder(TorchEncoder):
         self.class_names = imagenet_class_names()
         self._fingerprint = hash_files(
             [self._weights, *self.text.files(), *extra_files],
-            extra={"variant": self.variant, "config": asdict(self.config), "classes": self.class_names,
+            extra={"variant": self.variant, "config": _fingerprinted(self.config), "classes": self.class_names,
                    "preprocessing": self.preprocessing()},
             sample_bytes=4 << 20,
         )
@@ -144,8 +153,15 @@ class BuiltinConseEncoder(TorchEncoder):
                 "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "text_max_tokens": self.config.max_text_tokens}
 
     def _class_embeddings(self) -> np.ndarray:
-        """(1000, 384) normalised mean of the class-name prompts, in raw MiniLM space (never through a
-        text head); cached on disk per text model, templates and class names."""
+        """(1000, 384) normalised class embeddings in raw MiniLM space (never through a text head):
+        the shipped CuPL ones, or the mean of the class-name prompts, cached on disk per text model,
+        templates and class names."""
+        if self.config.class_texts == "cupl":
+            classes = np.load(CONSE_V2_CLASSES, allow_pickle=False)
+            if classes.shape != (1000, self.dim) or classes.dtype != np.float32:
+                raise ValueError(f"{CONSE_V2_CLASSES}: expected float32 (1000, {self.dim}), got {classes.dtype} "
+                                 f"{classes.shape}")
+            return classes
         key = hash_files(self.text.files(), extra={"templates": self.config.templates, "classes": self.class_names,
                                                    "max_tokens": self.config.max_text_tokens}, sample_bytes=4 << 20)
         path = cache_dir() / f"builtin-conse-classes-{key}.npy"
@@ -190,7 +206,7 @@ class BuiltinConseEncoder(TorchEncoder):
         """The training-free bridge: top-k class probabilities weight the class-prompt embeddings."""
         import torch
 
-        top = logits.softmax(-1).topk(self.config.top_k, dim=-1)
+        top = (logits / self.config.temperature).softmax(-1).topk(self.config.top_k, dim=-1)
         weights = top.values / top.values.sum(-1, keepdim=True)
         return torch.nn.functional.normalize((weights.unsqueeze(-1) * self.class_embeddings[top.indices]).sum(1), dim=-1)
 
@@ -225,6 +241,16 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
 
     def preprocessing(self) -> dict[str, Any]:
         return {**super().preprocessing(), "projector": self.folder.name}
+
+
+def _fingerprinted(config: ConseConfig) -> dict[str, Any]:
+    """The config as fingerprints record it: fields added after v1 only when they differ from their
+    defaults, so that the v1 bridge and the shipped heads keep their fingerprints (and indexes)."""
+    out = asdict(config)
+    for name, default in (("class_texts", "templates"), ("temperature", 1.0)):
+        if out[name] == default:
+            del out[name]
+    return out
 
 
 def fold_for_inference(model: Any) -> Any:
@@ -262,8 +288,10 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
         valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
         raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
     if variant == "conse":
+        return BuiltinConseEncoder(spec, CONSE_V2, extra_files=(CONSE_V2_CLASSES,))
+    if variant == "conse-v1":
         return BuiltinConseEncoder(spec, ConseConfig())
-    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)
+    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v1: the heads of issue 5
 
 
 def load_projector_encoder(spec: str, folder: Path) -> BuiltinProjectorEncoder:
