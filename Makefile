@@ -60,6 +60,10 @@ bench-eval: $(STAMP) system-deps
 	  --index sparse@max_postings=2000 --json bench-out/eval-sparse.json --md bench-out/eval-sparse.md
 	$(BIN)/itr eval emoji:en,fr,de,es -m builtin -m builtin:conse \
 	  --json bench-out/eval-multilingual.json --md bench-out/eval-multilingual.md
+	$(BIN)/itr eval gcompris-photos gcompris-drawings emoji:en openclipart -m builtin -m builtin:conse-v1 -m builtin:conse \
+	  --json bench-out/eval-conse-v2.json --md bench-out/eval-conse-v2.md
+	$(BIN)/itr eval gcompris:en,fr,de,es gcompris-photos:en,fr,de,es -m builtin -m builtin:conse \
+	  --json bench-out/eval-gcompris-multi.json --md bench-out/eval-gcompris-multi.md
 
 clean:
 	rm -rf $(VENV) $(DEMO) bench-out .pytest_cache
