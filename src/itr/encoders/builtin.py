@@ -55,7 +55,7 @@ class ConseConfig:
     text_model: str = "minilm"  # "minilm" (English, 384-d) or "use-m" (multilingual USE v3, 512-d)
 
 
-BUILTIN_VARIANTS = ("proj", "proj-v1", "conse", "conse-multi", "conse-v1")
+BUILTIN_VARIANTS = ("proj", "conse", "conse-multi", "conse-v1", "proj-v1")
 DEFAULT_VARIANT = "proj"
 PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
