@@ -62,23 +62,28 @@ def image_logits(enc: Any, paths: list[str], fit: str) -> np.ndarray:
     return np.concatenate(out)
 
 
-def class_embeddings(enc: Any, cupl_path: Path, per_class: int) -> dict[str, np.ndarray]:
-    from itr._utils import l2_normalize
-
+def cupl_texts(enc: Any, cupl_path: Path, per_class: int) -> tuple[list[str], np.ndarray]:
+    """Up to ``per_class`` CuPL descriptions of each ImageNet class (a templated name for the two
+    classes CuPL skips), and the class index of each."""
     cupl = json.loads(cupl_path.read_text())["imagenet1k"]
-    names = enc.class_names
     raw_names = json.loads((cupl_path.parent / "en_classnames.json").read_text())["imagenet1k"]
     texts, owner = [], []
     for i, name in enumerate(raw_names):
-        for d in (cupl.get(name) or [f"a photo of a {names[i]}."])[:per_class]:
+        for d in (cupl.get(name) or [f"a photo of a {enc.class_names[i]}."])[:per_class]:
             texts.append(d)
             owner.append(i)
+    return texts, np.array(owner)
+
+
+def class_embeddings(enc: Any, cupl_path: Path, per_class: int) -> dict[str, np.ndarray]:
+    from itr._utils import l2_normalize
+
+    texts, owner = cupl_texts(enc, cupl_path, per_class)
     t0 = time.perf_counter()
     emb = enc.encode_texts_raw(texts)
     print(f"encoded {len(texts)} CuPL descriptions in {time.perf_counter() - t0:.0f} s")
-    owner_a = np.array(owner)
     cupl_emb = np.zeros((1000, enc.dim), np.float32)
-    np.add.at(cupl_emb, owner_a, emb)
+    np.add.at(cupl_emb, owner, emb)
     cupl_emb = l2_normalize(cupl_emb)
     templates = enc.class_embeddings.numpy()
     return {"templates": templates, "cupl": cupl_emb, "cupl+templates": l2_normalize(cupl_emb + templates)}

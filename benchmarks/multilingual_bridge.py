@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from conse_variants import bridge, image_logits
+from conse_variants import bridge, cupl_texts, image_logits
 
 LANGS = ("en", "fr", "de", "es")
 SETS = ("gcompris-photos", "gcompris", "emoji")
@@ -86,17 +86,6 @@ class USE(TextEncoder):
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
     queries = documents
-
-
-def cupl_texts(enc: Any, cupl_path: Path, per_class: int) -> tuple[list[str], np.ndarray]:
-    cupl = json.loads(cupl_path.read_text())["imagenet1k"]
-    raw_names = json.loads((cupl_path.parent / "en_classnames.json").read_text())["imagenet1k"]
-    texts, owner = [], []
-    for i, name in enumerate(raw_names):
-        for d in (cupl.get(name) or [f"a photo of a {enc.class_names[i]}."])[:per_class]:
-            texts.append(d)
-            owner.append(i)
-    return texts, np.array(owner)
 
 
 def main() -> None:

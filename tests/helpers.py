@@ -16,31 +16,25 @@ EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 CLDR = Path("/usr/share/unicode/cldr/common/annotations/en.xml")
 
 
-def require_emoji_data() -> None:
-    """Emoji tests need two Debian packages; CI installs them (make test), so never skip in CI."""
-    if EMOJI_FONT.exists() and CLDR.exists():
+def _require_debian_data(paths: tuple[str, ...], packages: str) -> None:
+    """Tests on Debian-packaged data: CI installs the packages (make test), so never skip in CI."""
+    if all(Path(p).exists() for p in paths):
         return
     if os.environ.get("CI"):
-        pytest.fail("fonts-noto-color-emoji / unicode-cldr-core missing in CI: make test should install them")
-    pytest.skip("needs Debian packages fonts-noto-color-emoji and unicode-cldr-core (make test installs them)")
+        pytest.fail(f"{packages} missing in CI: make test should install them")
+    pytest.skip(f"needs Debian packages {packages} (make test installs them)")
+
+
+def require_emoji_data() -> None:
+    _require_debian_data((str(EMOJI_FONT), str(CLDR)), "fonts-noto-color-emoji and unicode-cldr-core")
 
 
 def require_openclipart_data() -> None:
-    """The Open Clip Art set needs Debian's openclipart-svg/-png; CI installs them (make test)."""
-    if Path("/usr/share/openclipart/svg").is_dir() and Path("/usr/share/openclipart/png").is_dir():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("openclipart-svg / openclipart-png missing in CI: make test should install them")
-    pytest.skip("needs Debian packages openclipart-svg and openclipart-png (make test installs them)")
+    _require_debian_data(("/usr/share/openclipart/svg", "/usr/share/openclipart/png"), "openclipart-svg and openclipart-png")
 
 
 def require_gcompris_data() -> None:
-    """GCompris' data is a Debian package; CI installs it (make test)."""
-    if Path("/usr/share/gcompris-qt/rcc").is_dir() and Path("/usr/share/gcompris-qt/translations").is_dir():
-        return
-    if os.environ.get("CI"):
-        pytest.fail("gcompris-qt-data missing in CI: make test should install it")
-    pytest.skip("needs Debian package gcompris-qt-data (make test installs it)")
+    _require_debian_data(("/usr/share/gcompris-qt/rcc", "/usr/share/gcompris-qt/translations"), "gcompris-qt-data")
 
 
 def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
