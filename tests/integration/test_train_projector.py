@@ -27,8 +27,26 @@ def emoji_jsonl(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small(path: Path, **kw: object) -> ProjectorTrainConfig:
+    kw.setdefault("held_out", ())
     return ProjectorTrainConfig(data=(f"jsonl:{path}",), epochs=6, batch_size=32,
                                 heads=HeadsConfig(hidden=64), **kw)  # type: ignore[arg-type]
+
+
+def test_every_run_reports_held_out_sets_against_the_bridge(emoji_jsonl: Path, tmp_path: Path) -> None:
+    """Heads trained on emoji are judged on GCompris photos, beside builtin:conse on the same
+    features (the same figures `itr eval gcompris-photos -m builtin:conse` gives)."""
+    from helpers import require_gcompris_data
+
+    require_gcompris_data()
+    metrics = train_projector(small(emoji_jsonl, held_out=("gcompris-photos", "gcompris:xx")), tmp_path / "h")
+    photos, missing = metrics["held_out"]
+    assert photos["dataset"] == "gcompris-photos" and photos["heads"]["n_images"] == photos["bridge"]["n_images"] > 200
+    assert photos["bridge"]["rsum"] == pytest.approx(227.7, abs=1.0)  # BENCHMARKS.md, builtin:conse on gcompris-photos
+    assert photos["beats_bridge"] is (photos["heads"]["rsum"] > photos["bridge"]["rsum"]
+                                      and photos["heads"]["t2i"]["R@1"] > photos["bridge"]["t2i"]["R@1"])
+    assert missing["dataset"] == "gcompris:xx" and "no captions in 'xx'" in missing["unavailable"]
+    saved = json.loads((tmp_path / "h" / "metrics.json").read_text())
+    assert saved["held_out"][0]["bridge"]["rsum"] == photos["bridge"]["rsum"]
 
 
 def test_train_small_projector_load_and_rerun_identically(emoji_jsonl: Path, tmp_path: Path) -> None:

@@ -63,6 +63,14 @@ def projector(
             langs = r.get("per_language", {})
             extra = (" (" + ", ".join(f"{lg} {m['rsum']:.1f}" for lg, m in langs.items()) + ")") if langs else ""
             out.print(f"  {name:>4} {r['dataset']}: RSUM {r['rsum']:.1f}{extra}", markup=False)
+    for r in metrics.get("held_out", []):
+        if "unavailable" in r:
+            err.print(f"  held-out {r['dataset']}: not measured ({r['unavailable']})", markup=False)
+            continue
+        h, b = r["heads"], r["bridge"]
+        verdict = "beats" if r["beats_bridge"] else "[bold red]does not beat[/]"
+        out.print(f"  held-out {r['dataset']} (never trained on): RSUM {h['rsum']:.1f}, t2i R@1 {h['t2i']['R@1']:.1f}; "
+                  f"builtin:conse: RSUM {b['rsum']:.1f}, t2i R@1 {b['t2i']['R@1']:.1f}: the heads {verdict} it")
     out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)
 
 

@@ -243,11 +243,7 @@ class BuiltinConseEncoder(TorchEncoder):
 
     def conse_vectors(self, logits: Any) -> Any:
         """The training-free bridge: top-k class probabilities weight the class-prompt embeddings."""
-        import torch
-
-        top = (logits / self.config.temperature).softmax(-1).topk(self.config.top_k, dim=-1)
-        weights = top.values / top.values.sum(-1, keepdim=True)
-        return torch.nn.functional.normalize((weights.unsqueeze(-1) * self.class_embeddings[top.indices]).sum(1), dim=-1)
+        return conse_vectors(logits, self.class_embeddings, self.config.top_k, self.config.temperature)
 
     def _embed_pixels(self, pixels: Any) -> Any:
         return self.conse_vectors(self.image_features(pixels)[1])
@@ -280,6 +276,16 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
 
     def preprocessing(self) -> dict[str, Any]:
         return {**super().preprocessing(), "projector": self.folder.name}
+
+
+def conse_vectors(logits: Any, classes: Any, top_k: int, temperature: float = 1.0) -> Any:
+    """ConSE: the top-k class probabilities (softmax at ``temperature``) weight the class embeddings;
+    torch (n, 1000) logits and (1000, d) classes -> (n, d), L2-normalised."""
+    import torch
+
+    top = (logits / temperature).softmax(-1).topk(top_k, dim=-1)
+    weights = top.values / top.values.sum(-1, keepdim=True)
+    return torch.nn.functional.normalize((weights.unsqueeze(-1) * classes[top.indices]).sum(1), dim=-1)
 
 
 def _fingerprinted(config: ConseConfig) -> dict[str, Any]:
