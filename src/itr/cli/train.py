@@ -68,7 +68,7 @@ def projector(
             err.print(f"  held-out {r['dataset']}: not measured ({r['unavailable']})", markup=False)
             continue
         h, b = r["heads"], r["bridge"]
-        verdict = "beats" if r["beats_bridge"] else "[bold red]does not beat[/]"
+        verdict = "beat" if r["beats_bridge"] else "[bold red]do not beat[/]"
         out.print(f"  held-out {r['dataset']} (never trained on): RSUM {h['rsum']:.1f}, t2i R@1 {h['t2i']['R@1']:.1f}; "
                   f"builtin:conse: RSUM {b['rsum']:.1f}, t2i R@1 {b['t2i']['R@1']:.1f}: the heads {verdict} it")
     out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)
