@@ -2,7 +2,8 @@
 # Debian packages whose files ITR's offline demo data, benchmarks and tests use: the Noto colour emoji
 # font, Unicode CLDR annotations (names/keywords of emoji in 100+ languages) and the Open Clip Art
 # library (public-domain drawings with titles and keywords), and GCompris' data (real photos and
-# drawings named in many languages: the evaluation set `itr eval gcompris`). Chromium drives the web page's end-to-end
+# drawings named in many languages: the evaluation set `itr eval gcompris`) and Tux Paint's stamps (cut-out
+# photos and drawings described in many languages: `itr eval tuxpaint`, a training source). Chromium drives the web page's end-to-end
 # test (headless, through Playwright). Installs them if missing.
 set -euo pipefail
 need=()
@@ -11,6 +12,7 @@ need=()
 [ -d /usr/share/openclipart/svg ] || need+=(openclipart-svg)
 [ -d /usr/share/openclipart/png ] || need+=(openclipart-png)
 [ -d /usr/share/gcompris-qt/rcc ] || need+=(gcompris-qt-data)
+[ -d /usr/share/tuxpaint/stamps ] || need+=(tuxpaint-stamps-default)
 command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else

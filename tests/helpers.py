@@ -175,3 +175,7 @@ def start_color_server(index: Path) -> tuple[Any, str]:
     base = f"http://127.0.0.1:{port}"
     wait_for_server(base, proc)
     return proc, base
+
+
+def require_tuxpaint_data() -> None:
+    _require_debian_data(("/usr/share/tuxpaint/stamps",), "tuxpaint-stamps-default")

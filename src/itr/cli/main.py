@@ -453,17 +453,22 @@ def serve(
 
 @app.command("make-dataset")
 def make_dataset(
-    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji', 'openclipart' or 'gcompris' (evaluation only).")],
+    name: Annotated[str, typer.Argument(help="Dataset to build: 'emoji', 'openclipart', 'tuxpaint' or 'gcompris' (evaluation only).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder to write images and JSONL into.")],
     lang: Annotated[str, typer.Option(help="CLDR language for the captions (emoji).")] = "en",
     limit: Annotated[int | None, typer.Option(help="Build only the first N items (emoji).")] = None,
 ) -> None:
     """Build an offline dataset from Debian-packaged data (images + captions JSONL)."""
-    from ..datasets import build_emoji_dataset, build_gcompris_dataset, build_openclipart_dataset
+    from ..datasets import (
+        build_emoji_dataset,
+        build_gcompris_dataset,
+        build_openclipart_dataset,
+        build_tuxpaint_dataset,
+    )
 
     with _errors():
-        if name not in ("emoji", "openclipart", "gcompris"):
-            _fail(f"unknown dataset '{name}'; available: emoji, openclipart, gcompris")
+        if name not in ("emoji", "openclipart", "tuxpaint", "gcompris"):
+            _fail(f"unknown dataset '{name}'; available: emoji, openclipart, tuxpaint, gcompris")
         with _progress(f"building {name}", True) as progress:
             if name == "emoji":
                 path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
@@ -473,6 +478,12 @@ def make_dataset(
                     path = path.with_name(f"gcompris-{lang}.jsonl")
                     if not path.is_file():
                         _fail(f"GCompris has no captions in '{lang}' (see {display_path(out_dir)}/gcompris-*.jsonl)")
+            elif name == "tuxpaint":  # every language at once: tuxpaint-<lang>.jsonl
+                path = build_tuxpaint_dataset(out_dir, progress=progress)
+                if lang != "en":
+                    path = path.with_name(f"tuxpaint-{lang}.jsonl")
+                    if not path.is_file():
+                        _fail(f"Tux Paint has no descriptions in '{lang}' (see {display_path(out_dir)}/tuxpaint-*.jsonl)")
             else:
                 path = build_openclipart_dataset(out_dir, progress=progress)
     out.print(str(path), markup=False)

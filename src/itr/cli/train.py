@@ -42,20 +42,27 @@ def projector(
     hidden: Annotated[int, typer.Option(help="Hidden width of the heads.")] = 1024,
     text_head: Annotated[bool, typer.Option(help="Train a text-side head too (needed for non-English queries).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (runs are bit-identical for the same seed and data).")] = 0,
+    dedup_distance: Annotated[int, typer.Option(
+        help="Drop training images within this many pHash bits (and of like colour) of any evaluation image; "
+             "-1 keeps them (the shipped builtin:proj-v1 heads were trained so).")] = 6,
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train projection heads for the built-in model (defaults reproduce the shipped `builtin`)."""
+    """Train projection heads for the built-in model (`--dedup-distance -1` reproduces the shipped `builtin`)."""
     from ..encoders.projector import HeadsConfig
     from ..train.projector import ProjectorTrainConfig, train_projector
 
     defaults = ProjectorTrainConfig()
     config = ProjectorTrainConfig(
         data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        heads=HeadsConfig(hidden=hidden, text_head=text_head))
+        heads=HeadsConfig(hidden=hidden, text_head=text_head), dedup_distance=dedup_distance)
     metrics = _train_heads(train_projector, config, out_dir, quiet, json_out)
     if metrics is None:
         return
+    dropped = {k: n for k, n in metrics.get("near_duplicates_dropped", {}).items() if n}
+    if dropped:
+        out.print("near-duplicates of evaluation images left out of training: "
+                  + ", ".join(f"{n} of {k}" for k, n in dropped.items()), markup=False)
     out.print(f"heads written to {out_dir} (best epoch {metrics['best_epoch']}, "
               f"{metrics['n_train_images']} images, {metrics['train_seconds']:.0f} s of training)", markup=False)
     for name in ("val", "test"):

@@ -12,6 +12,8 @@ Specs (a registry of schemes, like models):
 - ``emoji[:LANG[,LANG...]]`` — Noto emoji with CLDR names/keywords, built on first use into the
   cache; several languages make a multilingual set (same images, captions per language).
 - ``openclipart`` — Open Clip Art titles/keywords, filtered (see ``itr.datasets.openclipart``).
+- ``tuxpaint[:LANG[,LANG...]]`` — Tux Paint's stamps: cut-out photos and drawings with one-line
+  descriptions in up to ~100 languages (``itr.datasets.tuxpaint``); train/val/test by hash.
 - ``gcompris[:LANG[,LANG...]]`` — GCompris' real photos and drawings with their names (and, for the
   explore activities, descriptions) in up to 45 languages (``itr.datasets.gcompris``);
   ``gcompris-photos`` and ``gcompris-drawings`` keep one kind. An evaluation set: never trained on.
@@ -368,6 +370,22 @@ def load_gcompris(spec: str, arg: str, options: LoadOptions, progress: ProgressF
     return _load_multilingual(spec, "gcompris", _languages(spec, arg), options, build, kind=kind)
 
 
+def load_tuxpaint(spec: str, arg: str, options: LoadOptions, progress: ProgressFn | None = None) -> EvalDataset:
+    """Tux Paint's stamps (photos and drawings) with their descriptions, in one or more languages."""
+    from ..datasets.tuxpaint import build_tuxpaint_dataset
+
+    def build(folder: Path, lang: str) -> Path:
+        if not (folder / "tuxpaint-en.jsonl").is_file():
+            build_tuxpaint_dataset(folder, progress=progress)
+        jsonl = folder / f"tuxpaint-{lang}.jsonl"
+        if not jsonl.is_file():
+            have = sorted(p.stem.removeprefix("tuxpaint-") for p in folder.glob("tuxpaint-*.jsonl"))
+            raise InputError(f"{spec}: Tux Paint has no descriptions in '{lang}'; languages: {', '.join(have)}")
+        return jsonl
+
+    return _load_multilingual(spec, "tuxpaint", _languages(spec, arg), options, build)
+
+
 def load_openclipart(spec: str, arg: str, options: LoadOptions,
                      progress: ProgressFn | None = None) -> EvalDataset:
     from ..datasets.openclipart import build_openclipart_dataset
@@ -394,6 +412,7 @@ DATASET_SCHEMES: dict[str, tuple[Loader, bool, str]] = {
     "karpathy": (load_karpathy, False, "karpathy:PATH/dataset_flickr30k.json (with --images-root)"),
     "emoji": (load_emoji, True, "emoji[:LANG[,LANG...]]"),
     "openclipart": (load_openclipart, True, "openclipart"),
+    "tuxpaint": (load_tuxpaint, True, "tuxpaint[:LANG[,LANG...]] (photos and drawings of Tux Paint's stamps)"),
     "gcompris": (load_gcompris, True, "gcompris[:LANG[,LANG...]] (photos and drawings; evaluation only)"),
     "gcompris-photos": (load_gcompris, True, "gcompris-photos[:LANG,...]"),
     "gcompris-drawings": (load_gcompris, True, "gcompris-drawings[:LANG,...]"),

@@ -22,7 +22,8 @@ def _emoji_key(item_id: str) -> str:
     return "".join(chr(int(h, 16)) for h in item_id.removeprefix("emoji_").split("-"))
 
 
-SPLIT_KEYS: dict[str, Callable[[str], str]] = {"emoji": _emoji_key, "openclipart": lambda item_id: item_id}
+SPLIT_KEYS: dict[str, Callable[[str], str]] = {"emoji": _emoji_key, "openclipart": lambda item_id: item_id,
+                                               "tuxpaint": lambda item_id: item_id}
 """Built-in schemes -> how to recover the hashed split key from an item id."""
 
 

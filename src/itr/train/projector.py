@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..eval.datasets import EvalDataset
 from ..eval.runner import EncodedDataset, EvalOptions, evaluate_encoded, package_versions
 from .data import TRAIN_SPLIT, VAL_SPLIT, load_training_set
+from .dedup import DEFAULT_MAX_DISTANCE, near_duplicates, perceptual_hashes
 from .features import image_features, split_image_features, text_features
 from .losses import info_nce
 
@@ -58,6 +59,7 @@ class ProjectorTrainConfig:
     seed: int = 0
     threads: int = 2  # fixed so that a rerun on another machine does the same arithmetic
     held_out: tuple[str, ...] = ("gcompris-photos", "gcompris-drawings")  # reported, never trained on
+    dedup_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits; -1 keeps near-duplicates of evaluation images
 
 
 @dataclass
@@ -101,6 +103,50 @@ class CaptionSampler:
     def pick(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Caption rows (into the concatenated captions) for these image rows."""
         return self._order[self._starts[images] + (rng.random(len(images)) * self._counts[images]).astype(np.int64)]
+
+
+def without_rows(part: FeaturePart, drop: np.ndarray) -> FeaturePart:
+    """``part`` without the images where ``drop`` is true, and without their captions."""
+    import torch
+
+    keep = np.flatnonzero(~drop)
+    new_index = np.full(len(drop), -1, dtype=np.int64)
+    new_index[keep] = np.arange(len(keep))
+    text_keep = np.flatnonzero(~drop[part.text_image])
+    return FeaturePart(part.dataset, part.images[torch.from_numpy(keep)], part.texts[torch.from_numpy(text_keep)],
+                       new_index[part.text_image[text_keep]])
+
+
+def evaluation_image_paths(specs: tuple[str, ...], held_out: tuple[str, ...]) -> list[str]:
+    """Every image a run evaluates on: the val and test splits of its training specs, and the
+    held-out sets (those that cannot be read are skipped here and reported as unavailable later)."""
+    from ..eval import load_eval_dataset
+
+    paths: list[str] = []
+    for spec in specs:
+        for split in (VAL_SPLIT, "test"):
+            ds = load_training_set(spec, split=split)
+            paths += list(ds.image_paths) if ds is not None else []
+    for spec in held_out:
+        try:
+            paths += list(load_eval_dataset(spec).image_paths)
+        except (InputError, OSError):
+            continue
+    return list(dict.fromkeys(paths))
+
+
+def drop_near_duplicates(parts: list[FeaturePart], eval_paths: list[str], max_distance: int,
+                         progress: ProgressFn | None = None) -> tuple[list[FeaturePart], dict[str, int]]:
+    """Training parts without images within ``max_distance`` pHash bits of any evaluation image;
+    and how many each source lost (its spec -> count)."""
+    eval_hashes = perceptual_hashes(eval_paths, progress=progress)
+    out, dropped = [], {}
+    for part in parts:
+        drop = near_duplicates(perceptual_hashes(list(part.dataset.image_paths), progress=progress), eval_hashes,
+                               max_distance)
+        dropped[part.dataset.name] = int(drop.sum())
+        out.append(without_rows(part, drop) if drop.any() else part)
+    return out, dropped
 
 
 def _embed(heads: Any, base: BuiltinConseEncoder, part: FeaturePart) -> tuple[np.ndarray, np.ndarray]:
@@ -178,6 +224,13 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
         templates=hc.conse_templates))
     started = time.perf_counter()
     train_parts = load_parts(base, config.data, TRAIN_SPLIT, progress)
+    dropped: dict[str, int] = {}
+    if config.dedup_distance >= 0:
+        train_parts, dropped = drop_near_duplicates(
+            train_parts, evaluation_image_paths(config.data, config.held_out), config.dedup_distance, progress)
+        if log and any(dropped.values()):
+            log("dropped training images that nearly duplicate evaluation images: "
+                + ", ".join(f"{n} of {k}" for k, n in dropped.items() if n))
     val_parts = load_parts(base, config.data, VAL_SPLIT, progress)
     n_images = sum(len(p.images) for p in train_parts)
     if n_images < MIN_TRAIN_IMAGES:
@@ -231,7 +284,7 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
     test_parts = load_parts(base, config.data, "test", progress)
     metrics = {
         "best_epoch": best[1], "curve": curve,
-        "n_train_images": n_images, "n_train_texts": len(texts),
+        "n_train_images": n_images, "n_train_texts": len(texts), "near_duplicates_dropped": dropped,
         "feature_seconds": feature_seconds, "train_seconds": train_seconds,
         "val": [_report(heads, base, p) for p in val_parts],
         "test": [_report(heads, base, p) for p in test_parts],
