@@ -31,6 +31,9 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
 	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode sparse --explain   # learned-sparse terms
 	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode hybrid
+	$(BIN)/itr make-dataset gcompris --out $(DEMO)/gcompris    # real photos and drawings no model trained on
+	$(BIN)/itr index $(DEMO)/gcompris/gcompris-en.jsonl --out $(DEMO)/photos -q
+	$(BIN)/itr search $(DEMO)/photos "a windmill" -k 5
 	@echo "Search it from a browser: $(BIN)/itr serve $(DEMO)/index  (then open http://127.0.0.1:8000/)"
 
 test: $(STAMP) system-deps

@@ -10,11 +10,11 @@ pytestmark = pytest.mark.builtin
 
 def test_contract(builtin_encoder) -> None:
     enc = builtin_encoder
-    assert enc.dim == 384 and len(enc.fingerprint) == 16
+    assert enc.dim == 768 and len(enc.fingerprint) == 16
     texts = enc.encode_texts(["a dog", "pizza " * 2000])  # very long query: truncated to 256 tokens
     imgs = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10)), Image.new("RGB", (64, 64))])
     for arr in (texts, imgs):
-        assert arr.dtype == np.float32 and arr.shape[1] == 384
+        assert arr.dtype == np.float32 and arr.shape[1] == 768  # builtin v2: [bridge ; heads]
         assert np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
     again = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10))])
     assert np.allclose(again[0], imgs[0], atol=1e-6)  # deterministic, and batch-size independent
@@ -65,7 +65,8 @@ def test_conse_v2_and_the_kept_v1_names() -> None:
     v2, v1 = load_encoder("builtin:conse"), load_encoder("builtin:conse-v1")
     assert isinstance(v2, BuiltinConseEncoder) and v2.config == CONSE_V2
     assert v1.fingerprint == "e9449f6dc445016d", "builtin:conse-v1 changed: indexes built with it would not open"
-    assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v1").fingerprint == "cefbc8fd5d57c7be"
+    assert load_encoder("builtin:proj-v1").fingerprint == "cefbc8fd5d57c7be", "indexes built with v1 would not open"
+    assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v2").fingerprint != "cefbc8fd5d57c7be"
     assert v2.fingerprint != v1.fingerprint
     classes = v2.class_embeddings.numpy()
     assert classes.shape == (1000, 384) and np.allclose(np.linalg.norm(classes, axis=1), 1.0, atol=1e-5)

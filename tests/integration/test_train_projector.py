@@ -10,7 +10,7 @@ import pytest
 from helpers import require_emoji_data, require_openclipart_data
 
 from itr.encoders import load_encoder
-from itr.encoders.builtin import PACKAGED_PROJECTOR, BuiltinProjectorEncoder
+from itr.encoders.builtin import PACKAGED_PROJECTOR_V1, PACKAGED_PROJECTOR_V2, BuiltinProjectorEncoder
 from itr.encoders.projector import HeadsConfig
 from itr.errors import InputError
 from itr.train import ProjectorTrainConfig, train_projector
@@ -79,14 +79,71 @@ def test_tiny_or_broken_training_sets_are_refused(emoji_jsonl: Path, tmp_path: P
         train_projector(small(gone), tmp_path / "o")
 
 
-def test_default_recipe_reproduces_the_shipped_builtin(tmp_path: Path) -> None:
-    """One command (`itr train projector --dedup-distance -1`) gives the committed weights' numbers:
-    the v1 heads were trained before near-duplicates of evaluation images were left out."""
+def test_v1_recipe_reproduces_builtin_proj_v1(tmp_path: Path) -> None:
+    """One command (`itr train projector --recipe v1`) gives the committed v1 weights' numbers:
+    those heads were trained before near-duplicates of evaluation images were left out."""
     require_emoji_data()
     require_openclipart_data()
-    metrics = train_projector(ProjectorTrainConfig(dedup_distance=-1), tmp_path / "proj")
-    shipped = json.loads((PACKAGED_PROJECTOR / "metrics.json").read_text())
+    metrics = train_projector(ProjectorTrainConfig.v1(), tmp_path / "proj")
+    shipped = json.loads((PACKAGED_PROJECTOR_V1 / "metrics.json").read_text())
     assert metrics["best_epoch"] == shipped["best_epoch"]
     for mine, theirs in zip(metrics["test"], shipped["test"], strict=True):
         assert mine["dataset"] == theirs["dataset"]
         assert mine["rsum"] == pytest.approx(theirs["rsum"], abs=3.0)  # float noise across CPUs only
+
+
+def test_default_recipe_reproduces_the_shipped_builtin(tmp_path: Path) -> None:
+    """`itr train projector` with the defaults gives the shipped builtin (v2) heads' numbers: the
+    same gate, best epoch, and test and held-out figures."""
+    from helpers import require_gcompris_data, require_tuxpaint_data
+
+    require_emoji_data()
+    require_openclipart_data()
+    require_tuxpaint_data()
+    require_gcompris_data()
+    metrics = train_projector(ProjectorTrainConfig(), tmp_path / "proj")
+    shipped = json.loads((PACKAGED_PROJECTOR_V2 / "metrics.json").read_text())
+    assert metrics["gate_selection"]["gate"] == shipped["gate_selection"]["gate"]
+    assert metrics["best_epoch"] == shipped["best_epoch"]
+    assert metrics["near_duplicates_dropped"] == shipped["near_duplicates_dropped"]
+    for mine, theirs in zip(metrics["test"] + metrics["held_out"], shipped["test"] + shipped["held_out"], strict=True):
+        assert mine["dataset"] == theirs["dataset"]
+        mine, theirs = mine.get("heads", mine), theirs.get("heads", theirs)
+        assert mine["rsum"] == pytest.approx(theirs["rsum"], abs=3.0)  # float noise across CPUs only
+
+
+def test_gated_heads_choose_their_gate_leaving_one_source_out(emoji_jsonl: Path, tmp_path: Path) -> None:
+    """Two sources: each is left out once to choose the gate; the saved model is the 768-d gated
+    one, and an image unlike anything trained on gets less of the heads than a training image."""
+    import torch
+    from PIL import Image
+
+    from itr.encoders.projector import HeadsConfig
+    from itr.train.projector import GATE_GRID
+
+    rows = emoji_jsonl.read_text().splitlines()
+    root = f'"{emoji_jsonl.parent}/images/'
+    for name, part in (("a", rows[0::2]), ("b", rows[1::2])):
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(r.replace('"images/', root) for r in part) + "\n")
+    config = ProjectorTrainConfig(data=(f"jsonl:{tmp_path / 'a.jsonl'}", f"jsonl:{tmp_path / 'b.jsonl'}"), epochs=4,
+                                  batch_size=32, heads=HeadsConfig(hidden=64, bridge="v2", gate=GATE_GRID[0]),
+                                  held_out=())
+    metrics = train_projector(config, tmp_path / "g")
+    sel = metrics["gate_selection"]
+    assert [f["left_out"] for f in sel["folds"]] == [s for s in config.data]
+    assert tuple(sel["gate"]) in GATE_GRID and len(sel["mean_left_out_val_rsum"]) == len(GATE_GRID)
+    best = max(sel["mean_left_out_val_rsum"].values())
+    assert sel["mean_left_out_val_rsum"][f"c={sel['gate'][0]} tau={sel['gate'][1]}"] == best
+    enc = load_encoder(f"local:{tmp_path / 'g'}")
+    assert isinstance(enc, BuiltinProjectorEncoder) and enc.dim == 768
+    assert tuple(enc.heads_config.gate) == tuple(sel["gate"])
+    emb = enc.encode_texts(["a red heart", "ein rotes Herz"])
+    assert emb.shape == (2, 768) and np.allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    first = json.loads(rows[0])
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (224, 224, 3), dtype=np.uint8))
+    trained = Image.open(emoji_jsonl.parent / first["image"]).convert("RGB")
+    pixels = torch.from_numpy(np.stack([enc.preprocess_image(im) for im in (trained, noise)]))
+    pooled, _ = enc.image_features(pixels)
+    g = enc.heads.gate_weight(pooled).squeeze(-1)
+    assert g[0] > g[1]
+    assert enc.encode_images([trained, noise]).shape == (2, 768)

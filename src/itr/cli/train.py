@@ -42,20 +42,26 @@ def projector(
     hidden: Annotated[int, typer.Option(help="Hidden width of the heads.")] = 1024,
     text_head: Annotated[bool, typer.Option(help="Train a text-side head too (needed for non-English queries).")] = True,
     seed: Annotated[int, typer.Option(help="Random seed (runs are bit-identical for the same seed and data).")] = 0,
-    dedup_distance: Annotated[int, typer.Option(
+    dedup_distance: Annotated[int | None, typer.Option(
         help="Drop training images within this many pHash bits (and of like colour) of any evaluation image; "
-             "-1 keeps them (the shipped builtin:proj-v1 heads were trained so).")] = 6,
+             "-1 keeps them. Default: the recipe's (6; v1: -1).", show_default=False)] = None,
+    recipe: Annotated[str, typer.Option(
+        help="v2: three sources, the v2 bridge and the gate (builtin:proj-v2); v1: the first heads (builtin:proj-v1).")] = "v2",
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
-    """Train projection heads for the built-in model (`--dedup-distance -1` reproduces the shipped `builtin`)."""
-    from ..encoders.projector import HeadsConfig
+    """Train projection heads for the built-in model (the defaults reproduce the shipped `builtin`)."""
+    from dataclasses import replace
+
     from ..train.projector import ProjectorTrainConfig, train_projector
 
-    defaults = ProjectorTrainConfig()
-    config = ProjectorTrainConfig(
-        data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        heads=HeadsConfig(hidden=hidden, text_head=text_head), dedup_distance=dedup_distance)
+    if recipe not in ("v1", "v2"):
+        fail(f"unknown recipe '{recipe}'; valid: v1, v2")
+    defaults = ProjectorTrainConfig.v1() if recipe == "v1" else ProjectorTrainConfig()
+    config = replace(
+        defaults, data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        heads=replace(defaults.heads, hidden=hidden, text_head=text_head),
+        dedup_distance=defaults.dedup_distance if dedup_distance is None else dedup_distance)
     metrics = _train_heads(train_projector, config, out_dir, quiet, json_out)
     if metrics is None:
         return
@@ -63,6 +69,10 @@ def projector(
     if dropped:
         out.print("near-duplicates of evaluation images left out of training: "
                   + ", ".join(f"{n} of {k}" for k, n in dropped.items()), markup=False)
+    gate = metrics.get("gate_selection")
+    if gate:
+        out.print(f"gate (chosen on leave-one-source-out validation): c={gate['gate'][0]}, tau={gate['gate'][1]}"
+                  + (f" ({gate['note']})" if gate.get("note") else ""), markup=False)
     out.print(f"heads written to {out_dir} (best epoch {metrics['best_epoch']}, "
               f"{metrics['n_train_images']} images, {metrics['train_seconds']:.0f} s of training)", markup=False)
     for name in ("val", "test"):

@@ -123,12 +123,13 @@ class TorchEncoder(ABC):
     def encode_texts(self, texts: Sequence[str]) -> Embeddings:
         return self._encode_texts_with(self._embed_texts, texts)
 
-    def _encode_texts_with(self, embed: Any, texts: Sequence[str]) -> Embeddings:
-        """Batch ``texts`` through ``embed`` (list -> torch (n, dim)) under inference mode; normalise."""
+    def _encode_texts_with(self, embed: Any, texts: Sequence[str], dim: int | None = None) -> Embeddings:
+        """Batch ``texts`` through ``embed`` (list -> torch (n, dim), ``self.dim`` unless given) under
+        inference mode; normalise."""
         import torch
 
         texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        out = np.empty((len(texts), dim or self.dim), dtype=np.float32)
         with torch.inference_mode():
             start = 0
             for chunk in batched(texts, self.text_batch_size):

@@ -56,9 +56,12 @@ class ConseConfig:
     text_model: str = "minilm"  # "minilm" (English, 384-d) or "use-m" (multilingual USE v3, 512-d)
 
 
-BUILTIN_VARIANTS = ("proj", "conse", "conse-multi", "conse-v1", "proj-v1")
+BUILTIN_VARIANTS = ("proj", "conse", "conse-multi", "conse-v1", "proj-v1", "proj-v2")
 DEFAULT_VARIANT = "proj"
-PACKAGED_PROJECTOR = Path(__file__).parent / "weights" / "builtin-proj-v1"
+PACKAGED_PROJECTOR_V1 = Path(__file__).parent / "weights" / "builtin-proj-v1"
+PACKAGED_PROJECTOR_V2 = Path(__file__).parent / "weights" / "builtin-proj-v2"
+PACKAGED_PROJECTOR = PACKAGED_PROJECTOR_V2
+"""The heads ``builtin`` (= ``builtin:proj``) loads: v2 since issue 16 (``builtin:proj-v1`` keeps the first)."""
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
 CONSE_MULTI_CLASSES = CONSE_V2_CLASSES.with_name("cupl_classes_use_m.npy")
 CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
@@ -180,6 +183,13 @@ class BuiltinConseEncoder(TorchEncoder):
         return int(self.text.dim)
 
     @property
+    def feature_key(self) -> str:
+        """Identity of the frozen encoders' outputs (backbone, text model, preprocessing), whatever
+        bridge or heads sit on top: what cached training features are keyed by."""
+        return hash_files([self._weights, *self.text.files()], sample_bytes=4 << 20, extra={
+            "backbone": self.config.backbone, "preprocessing": BuiltinConseEncoder.preprocessing(self)})
+
+    @property
     def fingerprint(self) -> str:
         return self._fingerprint
 
@@ -198,8 +208,8 @@ class BuiltinConseEncoder(TorchEncoder):
         if self.config.class_texts == "cupl":
             path = CONSE_MULTI_CLASSES if self.config.text_model == "use-m" else CONSE_V2_CLASSES
             classes = np.load(path, allow_pickle=False)
-            if classes.shape != (1000, self.dim) or classes.dtype != np.float32:
-                raise ValueError(f"{path}: expected float32 (1000, {self.dim}), got {classes.dtype} {classes.shape}")
+            if classes.shape != (1000, self.text.dim) or classes.dtype != np.float32:
+                raise ValueError(f"{path}: expected float32 (1000, {self.text.dim}), got {classes.dtype} {classes.shape}")
             return classes
         key = hash_files(self.text.files(), extra={"templates": self.config.templates, "classes": self.class_names,
                                                    "max_tokens": self.config.max_text_tokens}, sample_bytes=4 << 20)
@@ -207,13 +217,13 @@ class BuiltinConseEncoder(TorchEncoder):
         if path.exists():
             try:
                 cached = np.load(path, allow_pickle=False)
-                if cached.shape == (1000, self.dim):
+                if cached.shape == (1000, self.text.dim):
                     return cached
             except (OSError, ValueError):
                 pass  # corrupt cache file: recompute below
         prompts = [t.format(name) for name in self.class_names for t in self.config.templates]
         emb = self.encode_texts_raw(prompts)
-        emb = emb.reshape(1000, len(self.config.templates), self.dim).mean(1)
+        emb = emb.reshape(1000, len(self.config.templates), self.text.dim).mean(1)
         emb = l2_normalize(emb)
         with contextlib.suppress(OSError):  # a read-only home must not stop the model from working
             atomic_save_npy(path, emb)
@@ -221,7 +231,7 @@ class BuiltinConseEncoder(TorchEncoder):
 
     def encode_texts_raw(self, texts: list[str]) -> np.ndarray:
         """Normalised MiniLM embeddings, without any trained text head."""
-        return self._encode_texts_with(self.text.embed, texts)
+        return self._encode_texts_with(self.text.embed, texts, self.text.dim)
 
     def preprocess_image(self, image: Image.Image) -> np.ndarray:
         image = resize_center_crop(image, self.config.image_size)
@@ -262,20 +272,35 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
 
         self.heads_config, self.heads = load_projector(folder)
         self.folder = folder
-        hc = self.heads_config
-        config = ConseConfig(backbone=hc.backbone, image_size=BACKBONE_IMAGE_SIZE.get(hc.backbone, 224),
-                             top_k=hc.conse_top_k, templates=hc.conse_templates)
-        super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE))
+        config = bridge_config(self.heads_config)
+        extra = (CONSE_V2_CLASSES,) if config.class_texts == "cupl" else ()
+        super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE, *extra))
+
+    @property
+    def dim(self) -> int:
+        return int(self.heads_config.dim)
 
     def _embed_pixels(self, pixels: Any) -> Any:
         pooled, logits = self.image_features(pixels)
-        return self.heads.image(pooled, self.conse_vectors(logits))
+        return self.heads.embed_image(pooled, self.conse_vectors(logits))
 
     def _embed_texts(self, texts: list[str]) -> Any:
-        return self.heads.text(self.text.embed(texts))
+        return self.heads.embed_text(self.text.embed(texts))
 
     def preprocessing(self) -> dict[str, Any]:
         return {**super().preprocessing(), "projector": self.folder.name}
+
+
+def bridge_config(heads: Any) -> ConseConfig:
+    """The bridge a projector's heads were trained on (``HeadsConfig.bridge``): v1's class-name
+    templates, or builtin:conse's v2 settings (CuPL classes, top 20, temperature 2)."""
+    size = BACKBONE_IMAGE_SIZE.get(heads.backbone, 224)
+    if heads.bridge == "v2":
+        return ConseConfig(backbone=heads.backbone, image_size=size, class_texts=CONSE_V2.class_texts,
+                           top_k=CONSE_V2.top_k, temperature=CONSE_V2.temperature)
+    if heads.bridge != "v1":
+        raise ValueError(f"unknown bridge '{heads.bridge}' in projector config (v1, v2)")
+    return ConseConfig(backbone=heads.backbone, image_size=size, top_k=heads.conse_top_k, templates=heads.conse_templates)
 
 
 def conse_vectors(logits: Any, classes: Any, top_k: int, temperature: float = 1.0) -> Any:
@@ -338,7 +363,9 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
         return BuiltinConseEncoder(spec, CONSE_MULTI, extra_files=(CONSE_MULTI_CLASSES,))
     if variant == "conse-v1":
         return BuiltinConseEncoder(spec, ConseConfig())
-    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v1: the heads of issue 5
+    if variant == "proj-v1":
+        return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR_V1)  # the heads of issue 5
+    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v2
 
 
 def load_projector_encoder(spec: str, folder: Path) -> BuiltinProjectorEncoder:

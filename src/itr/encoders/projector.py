@@ -6,6 +6,16 @@ bridge and learn what it misses). Text side (optional): a residual MLP on the no
 embedding, zero-initialised so it starts as the identity; it is what lets French, German and
 Spanish captions land near the English ones, since MiniLM's vocabulary is English.
 
+Since v2 (``bridge="v2"``, ``gate`` set) the heads also know **where they were trained**: they keep
+``gate_prototypes`` of their training images' (centred, normalised) pooled features, and an image's
+closeness ``s`` (mean cosine to its ``gate_neighbours`` nearest prototypes) sets how much of the
+heads it gets: ``g = sigmoid((s - c) / tau)``. The embedding is the concatenation
+``[sqrt(1 - g) * bridge ; sqrt(g) * heads]`` (unit norm, 768-d), the text's ``[minilm ; text head]
+/ sqrt(2)``: far from the training images (real photos, for heads trained on clip art and cut-outs)
+an image is scored by the training-free bridge, near them by the heads. ``benchmarks/heads_gate.py``
+measured why (every head alone loses to the bridge on photos) and ``itr train projector`` chooses
+``c`` and ``tau`` on leave-one-source-out validation.
+
 A trained projector is a folder: ``projector.json`` (architecture + the base model's settings) and
 ``heads.safetensors`` (float16; computed in float32). ``--model local:FOLDER`` loads it.
 """
@@ -41,6 +51,15 @@ class HeadsConfig:
     backbone: str = "efficientnet-lite0"
     conse_top_k: int = 5
     conse_templates: tuple[str, ...] = ("a photo of a {}.", "a drawing of a {}.")
+    # "v1": class-name templates, top ``conse_top_k``; "v2": builtin:conse's CuPL classes, top 20, T 2
+    bridge: str = "v1"
+    gate: tuple[float, float] | None = None  # (c, tau) of the closeness gate; None: heads only, 384-d
+    gate_prototypes: int = 1024
+    gate_neighbours: int = 5
+
+    @property
+    def dim(self) -> int:
+        return 2 * TEXT_DIM if self.gate is not None else TEXT_DIM
 
 
 def _torch() -> Any:
@@ -67,6 +86,40 @@ def build_heads(config: HeadsConfig) -> Any:
                 nn.init.zeros_(self.text_mlp[-1].weight)
                 nn.init.zeros_(self.text_mlp[-1].bias)
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
+            if config.gate is not None:  # filled by the trainer (set_prototypes); saved with the weights
+                self.register_buffer("proto_mean", torch.zeros(FEATURE_DIM))
+                self.register_buffer("prototypes", torch.zeros(config.gate_prototypes, FEATURE_DIM))
+
+        def set_prototypes(self, pooled: Any, generator: Any) -> None:
+            """Keep ``gate_prototypes`` of these training features, drawn with ``generator``."""
+            unit = F.normalize(pooled, dim=-1)
+            centre = unit.mean(0)
+            pick = torch.randperm(len(unit), generator=generator)[: config.gate_prototypes]
+            self.proto_mean.copy_(centre)
+            self.prototypes.zero_()
+            self.prototypes[: len(pick)] = F.normalize(unit[pick] - centre, dim=-1)
+
+        def gate_weight(self, pooled: Any, c: float | None = None, tau: float | None = None) -> Any:
+            """(n, 1) share of the heads in each image's embedding."""
+            c0, tau0 = config.gate if config.gate is not None else (0.0, 1.0)
+            x = F.normalize(F.normalize(pooled, dim=-1) - self.proto_mean, dim=-1)
+            k = min(config.gate_neighbours, len(self.prototypes))
+            closeness = (x @ self.prototypes.T).topk(k, dim=-1).values.mean(-1, keepdim=True)
+            return torch.sigmoid((closeness - (c0 if c is None else c)) / (tau0 if tau is None else tau))
+
+        def embed_image(self, pooled: Any, conse: Any, gate: tuple[float, float] | None = None) -> Any:
+            """The model's image embedding: the heads' alone, or gated with the bridge (see module doc)."""
+            heads = self.image(pooled, conse)
+            if config.gate is None:
+                return heads
+            g = self.gate_weight(pooled, *(gate or config.gate))
+            return torch.cat([(1 - g).sqrt() * F.normalize(conse, dim=-1), g.sqrt() * heads], dim=-1)
+
+        def embed_text(self, minilm: Any) -> Any:
+            heads = self.text(minilm)
+            if config.gate is None:
+                return heads
+            return torch.cat([F.normalize(minilm, dim=-1), heads], dim=-1) / math.sqrt(2.0)
 
         def image(self, pooled: Any, conse: Any) -> Any:
             out = self.image_mlp(pooled)
@@ -92,7 +145,8 @@ def is_projector_folder(folder: Path) -> bool:
 
 def read_projector_config(folder: Path) -> HeadsConfig:
     return FILES.read_config(folder, HeadsConfig, lambda heads: {  # JSON has lists, the config tuples
-        **heads, "conse_templates": tuple(heads.get("conse_templates", ()))})
+        **heads, "conse_templates": tuple(heads.get("conse_templates", ())),
+        **({"gate": tuple(heads["gate"])} if heads.get("gate") is not None else {})})
 
 
 def load_projector(folder: Path) -> tuple[HeadsConfig, Any]:

@@ -65,7 +65,7 @@ class _FeatureEncoder:
 def image_features(base: BuiltinConseEncoder, paths: Sequence[str], *, progress: ProgressFn | None = None,
                    what: str = "training images") -> np.ndarray:
     """(n, 2280) pooled features + logits for image files; unreadable files are an error."""
-    h = hashlib.sha256(f"{base.fingerprint}|image-features-v1".encode())
+    h = hashlib.sha256(f"{base.feature_key}|image-features-v2".encode())
     for p in paths:
         st = os.stat(p) if os.path.exists(p) else None
         h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode("utf-8", "surrogateescape"))
@@ -94,7 +94,7 @@ def image_features(base: BuiltinConseEncoder, paths: Sequence[str], *, progress:
 
 def text_features(base: BuiltinConseEncoder, texts: Sequence[str]) -> np.ndarray:
     """(n, 384) normalised MiniLM embeddings (no text head)."""
-    h = hashlib.sha256(f"{base.fingerprint}|text-features-v1".encode())
+    h = hashlib.sha256(f"{base.feature_key}|text-features-v2".encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
     path = _cache_path("txt", h.hexdigest()[:24])

@@ -64,7 +64,7 @@ def dense_embeddings(encoder: BuiltinProjectorEncoder, part: FeaturePart) -> tup
 
     with torch.no_grad():
         pooled, logits = split_image_features(part.images)
-        return encoder.heads.image(pooled, encoder.conse_vectors(logits)), encoder.heads.text(part.texts)
+        return encoder.heads.embed_image(pooled, encoder.conse_vectors(logits)), encoder.heads.embed_text(part.texts)
 
 
 def prune_top(w: Any, k: int) -> Any:

@@ -18,7 +18,7 @@ import copy
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,10 @@ import numpy as np
 
 from .._utils import ProgressFn, atomic_write_bytes
 from ..encoders.builtin import (
-    BACKBONE_IMAGE_SIZE,
     CONSE_V2,
     CONSE_V2_CLASSES,
     BuiltinConseEncoder,
-    ConseConfig,
+    bridge_config,
     conse_vectors,
 )
 from ..encoders.projector import HeadsConfig, build_heads, save_projector
@@ -45,12 +44,21 @@ from .losses import info_nce
 MIN_TRAIN_IMAGES = 32
 
 
+GATE_GRID = ((0.3, 0.02), (0.3, 0.05), (0.35, 0.02), (0.35, 0.05), (0.4, 0.02), (0.4, 0.05))
+"""(c, tau) pairs the gate is chosen from (closeness of the test splits' images to the training
+images: 0.35-0.8; of GCompris' real photos: 0.2-0.4; benchmarks/heads_gate.py)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProjectorTrainConfig:
-    """Everything that determines a projector run (written next to the weights as ``train_config.json``)."""
+    """Everything that determines a projector run (written next to the weights as ``train_config.json``).
 
-    data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart")
-    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    The defaults are the v2 recipe (``builtin:proj-v2``); ``ProjectorTrainConfig.v1()`` is the
+    recipe of the first heads (``builtin:proj-v1``)."""
+
+    data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart", "tuxpaint:en,fr,de,es")
+    heads: HeadsConfig = field(default_factory=lambda: HeadsConfig(bridge="v2", gate=GATE_GRID[0]))
+    gate_grid: tuple[tuple[float, float], ...] = GATE_GRID
     epochs: int = 40
     batch_size: int = 256
     lr: float = 1e-3
@@ -60,6 +68,11 @@ class ProjectorTrainConfig:
     threads: int = 2  # fixed so that a rerun on another machine does the same arithmetic
     held_out: tuple[str, ...] = ("gcompris-photos", "gcompris-drawings")  # reported, never trained on
     dedup_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits; -1 keeps near-duplicates of evaluation images
+
+    @classmethod
+    def v1(cls) -> ProjectorTrainConfig:
+        """The recipe of the first shipped heads: two sources, the v1 bridge, no gate, no de-duplication."""
+        return cls(data=("emoji:en,fr,de,es", "openclipart"), heads=HeadsConfig(), dedup_distance=-1)
 
 
 @dataclass
@@ -149,20 +162,28 @@ def drop_near_duplicates(parts: list[FeaturePart], eval_paths: list[str], max_di
     return out, dropped
 
 
-def _embed(heads: Any, base: BuiltinConseEncoder, part: FeaturePart) -> tuple[np.ndarray, np.ndarray]:
+def _embed(heads: Any, base: BuiltinConseEncoder, part: FeaturePart, *, full: bool = True,
+           gate: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of a part: the model's (``full``: gated with the bridge where the heads have a
+    gate; ``gate`` overrides its setting) or the heads' alone."""
     import torch
 
+    was_training = heads.training
     heads.eval()
     with torch.no_grad():
         pooled, logits = split_image_features(part.images)
-        img = heads.image(pooled, base.conse_vectors(logits)).numpy()
-        txt = heads.text(part.texts).numpy()
-    heads.train()
+        conse = base.conse_vectors(logits)
+        if full:
+            img, txt = heads.embed_image(pooled, conse, gate).numpy(), heads.embed_text(part.texts).numpy()
+        else:
+            img, txt = heads.image(pooled, conse).numpy(), heads.text(part.texts).numpy()
+    heads.train(was_training)
     return img, txt
 
 
-def _report(heads: Any, base: BuiltinConseEncoder, part: FeaturePart) -> dict[str, Any]:
-    img, txt = _embed(heads, base, part)
+def _report(heads: Any, base: BuiltinConseEncoder, part: FeaturePart, *, full: bool = True,
+            gate: tuple[float, float] | None = None) -> dict[str, Any]:
+    img, txt = _embed(heads, base, part, full=full, gate=gate)
     encoded = EncodedDataset(part.dataset, {"spec": "training", "fingerprint": "training"}, img, txt, 0.0, 0.0)
     r = evaluate_encoded(encoded, options=EvalOptions(latency_queries=1))
     keep = ("dataset", "split", "n_images", "n_texts", "i2t", "t2i", "rsum", "per_language", "mrv")
@@ -203,25 +224,105 @@ def held_out_reports(heads: Any, base: BuiltinConseEncoder, specs: tuple[str, ..
     return out
 
 
+def _fit(hc: HeadsConfig, base: BuiltinConseEncoder, parts: list[FeaturePart], val_parts: list[FeaturePart],
+         config: ProjectorTrainConfig, log: Any = None, what: str = "") -> tuple[Any, int, list[dict[str, Any]]]:
+    """Train heads on ``parts``; the epoch with the best mean validation RSUM of the heads (alone)
+    on ``val_parts`` is kept. Returns ``(heads, best_epoch, curve)``."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    images = torch.cat([p.images for p in parts])
+    texts = torch.cat([p.texts for p in parts])
+    sampler = CaptionSampler(parts)
+    n_images = len(images)
+    heads = build_heads(hc)
+    heads.train()
+    batch = min(config.batch_size, n_images)
+    steps_per_epoch = max(1, n_images // batch)
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                    pct_start=config.warmup_fraction)
+    curve: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, Any]] | None = None
+    for epoch in range(1, config.epochs + 1):
+        perm = rng.permutation(n_images)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            idx = perm[step * batch : (step + 1) * batch]
+            pick = sampler.pick(idx, rng)
+            pooled, logits = split_image_features(images[idx])
+            loss = info_nce(heads.image(pooled, base.conse_vectors(logits)), heads.text(texts[pick]), heads.logit_scale)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += loss.item()
+        val = [_report(heads, base, p, full=False)["rsum"] for p in val_parts]
+        score = float(np.mean(val)) if val else -float(epoch)  # no validation data: keep the last epoch
+        curve.append({"epoch": epoch, "loss": total / steps_per_epoch, "val_rsum": score if val else None,
+                      "temperature": 1.0 / heads.logit_scale.exp().item()})
+        if best is None or score > best[0]:
+            best = (score, epoch, copy.deepcopy(heads.state_dict()))
+        if log:
+            log(f"{what}epoch {epoch}/{config.epochs}: loss {total / steps_per_epoch:.3f}"
+                + (f", val RSUM {score:.1f}" if val else ""))
+    assert best is not None
+    heads.load_state_dict(best[2])
+    if hc.gate is not None:
+        pooled, _ = split_image_features(images)
+        heads.set_prototypes(pooled, torch.Generator().manual_seed(config.seed))
+    heads.eval()
+    return heads, best[1], curve
+
+
+def choose_gate(hc: HeadsConfig, base: BuiltinConseEncoder, train_parts: list[FeaturePart],
+                val_parts: list[FeaturePart], config: ProjectorTrainConfig, log: Any = None) -> dict[str, Any]:
+    """The gate's ``(c, tau)`` by leave-one-source-out: for each training source, heads trained on the
+    others are scored on its validation split (data they never saw) with every gate of
+    ``config.gate_grid``; the best mean over sources wins. Sources without a validation split are
+    trained on but cannot be left out; with fewer than two that can, the first of the grid is kept."""
+    by_name = {p.dataset.name: p for p in val_parts}
+    folds = [p for p in train_parts if p.dataset.name in by_name]
+    grid = [tuple(g) for g in config.gate_grid]
+    if len(folds) < 2 or len(train_parts) < 2:
+        return {"gate": list(grid[0]), "folds": [], "note": "fewer than two sources with a validation split: "
+                                                             "no leave-one-source-out, first gate of the grid kept"}
+    scores: dict[tuple[float, float], list[float]] = {g: [] for g in grid}
+    report: list[dict[str, Any]] = []
+    for left_out in folds:
+        others = [p for p in train_parts if p is not left_out]
+        heads, _, _ = _fit(hc, base, others, [v for v in val_parts if v.dataset.name != left_out.dataset.name], config,
+                           log, what=f"without {left_out.dataset.name}: ")
+        target = by_name[left_out.dataset.name]
+        fold = {"left_out": left_out.dataset.name,
+                "heads_alone": _report(heads, base, target, full=False)["rsum"],
+                "bridge": _bridge_report(target)["rsum"], "gates": {}}
+        for g in grid:
+            rsum = _report(heads, base, target, gate=g)["rsum"]
+            scores[g].append(rsum)
+            fold["gates"][f"c={g[0]} tau={g[1]}"] = rsum
+        report.append(fold)
+    best = max(grid, key=lambda g: float(np.mean(scores[g])))
+    return {"gate": list(best), "folds": report,
+            "mean_left_out_val_rsum": {f"c={g[0]} tau={g[1]}": float(np.mean(v)) for g, v in scores.items()}}
+
+
 def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: ProgressFn | None = None,
                     log: Any = None) -> dict[str, Any]:
     """Train heads, write them to ``out`` (loadable as ``local:OUT``), return the run's metrics.
 
     ``log(message)`` receives one line per epoch. Writes ``projector.json``, ``heads.safetensors``,
-    ``train_config.json`` and ``metrics.json`` (validation curve, best epoch, val, test and held-out
-    reports).
+    ``train_config.json`` and ``metrics.json`` (validation curve, best epoch, gate selection, val,
+    test and held-out reports).
     """
     import torch
 
     if config.epochs < 1 or config.batch_size < 2:
         raise InputError("epochs must be >= 1 and batch size >= 2")
-    torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
-    rng = np.random.default_rng(config.seed)
     hc = config.heads
-    base = BuiltinConseEncoder("builtin:conse", ConseConfig(
-        backbone=hc.backbone, image_size=BACKBONE_IMAGE_SIZE.get(hc.backbone, 224), top_k=hc.conse_top_k,
-        templates=hc.conse_templates))
+    base = BuiltinConseEncoder("builtin:conse", bridge_config(hc))
     started = time.perf_counter()
     train_parts = load_parts(base, config.data, TRAIN_SPLIT, progress)
     dropped: dict[str, int] = {}
@@ -236,55 +337,27 @@ def train_projector(config: ProjectorTrainConfig, out: str | Path, *, progress: 
     if n_images < MIN_TRAIN_IMAGES:
         raise InputError(f"only {n_images} training image(s) in {', '.join(config.data)}; "
                          f"a projector needs at least {MIN_TRAIN_IMAGES} (more like thousands)")
-    images = torch.cat([p.images for p in train_parts])
-    texts = torch.cat([p.texts for p in train_parts])
-    sampler = CaptionSampler(train_parts)
     feature_seconds = time.perf_counter() - started
 
-    heads = build_heads(hc)
-    heads.train()
-    batch = min(config.batch_size, n_images)
-    steps_per_epoch = max(1, n_images // batch)
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
-                                                    pct_start=config.warmup_fraction)
-    curve: list[dict[str, float]] = []
-    best: tuple[float, int, dict[str, Any]] | None = None
     started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
-        perm = rng.permutation(n_images)
-        total = 0.0
-        for step in range(steps_per_epoch):
-            idx = perm[step * batch : (step + 1) * batch]
-            pick = sampler.pick(idx, rng)
-            pooled, logits = split_image_features(images[idx])
-            loss = info_nce(heads.image(pooled, base.conse_vectors(logits)), heads.text(texts[pick]), heads.logit_scale)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.item()
-        val = [_report(heads, base, p)["rsum"] for p in val_parts]
-        score = float(np.mean(val)) if val else -float(epoch)  # no validation data: keep the last epoch
-        curve.append({"epoch": epoch, "loss": total / steps_per_epoch, "val_rsum": score if val else None,
-                      "temperature": 1.0 / heads.logit_scale.exp().item()})
-        if best is None or score > best[0]:
-            best = (score, epoch, copy.deepcopy(heads.state_dict()))
+    gate_selection = None
+    if hc.gate is not None:
+        gate_selection = choose_gate(hc, base, train_parts, val_parts, config, log)
+        hc = replace(hc, gate=tuple(gate_selection["gate"]))
         if log:
-            log(f"epoch {epoch}/{config.epochs}: loss {total / steps_per_epoch:.3f}"
-                + (f", val RSUM {score:.1f}" if val else ""))
-    assert best is not None
-    heads.load_state_dict(best[2])
+            log(f"gate chosen on leave-one-source-out validation: c={hc.gate[0]}, tau={hc.gate[1]}")
+    heads, best_epoch, curve = _fit(hc, base, train_parts, val_parts, config, log)
     train_seconds = time.perf_counter() - started
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    trained_with = {"data": list(config.data), "seed": config.seed, "best_epoch": best[1]}
+    trained_with = {"data": list(config.data), "seed": config.seed, "best_epoch": best_epoch}
     save_projector(out, heads, hc, trained_with=trained_with)
     test_parts = load_parts(base, config.data, "test", progress)
     metrics = {
-        "best_epoch": best[1], "curve": curve,
-        "n_train_images": n_images, "n_train_texts": len(texts), "near_duplicates_dropped": dropped,
+        "best_epoch": best_epoch, "curve": curve, "gate_selection": gate_selection,
+        "n_train_images": n_images, "n_train_texts": sum(len(p.texts) for p in train_parts),
+        "near_duplicates_dropped": dropped,
         "feature_seconds": feature_seconds, "train_seconds": train_seconds,
         "val": [_report(heads, base, p) for p in val_parts],
         "test": [_report(heads, base, p) for p in test_parts],
