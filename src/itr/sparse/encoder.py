@@ -3,7 +3,8 @@
 A sparse encoder is paired with a dense one: it reads the dense embeddings the index computes anyway
 (so no model runs twice) and returns a CSR matrix over the vocabulary. Names:
 
-- ``builtin`` — the lexicon head shipped for the built-in model (``encoders/weights/builtin-lex-v1``);
+- ``builtin`` — the lexicon head shipped for the built-in model it is paired with
+  (``encoders/weights/builtin-lex-v2`` for ``builtin`` v2, ``builtin-lex-v1`` for ``builtin:proj-v1``);
 - ``local:DIR`` — a head written by ``itr train lexicon``.
 """
 
@@ -19,11 +20,15 @@ import numpy as np
 from .._utils import require
 from ..encoders.base import Encoder, hash_files
 from ..errors import IncompatibleModelError, InputError, UnknownNameError
-from .head import CONFIG_FILE, WEIGHTS_FILE, LexiconConfig, is_lexicon_folder, load_head
+from .head import CONFIG_FILE, WEIGHTS_FILE, LexiconConfig, is_lexicon_folder, load_head, read_config
 from .index import DEFAULT_LEVELS
 
 Modality = Literal["image", "text"]
-PACKAGED_LEXICON = Path(__file__).resolve().parent.parent / "encoders" / "weights" / "builtin-lex-v1"
+_WEIGHTS = Path(__file__).resolve().parent.parent / "encoders" / "weights"
+PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-v1")
+PACKAGED_LEXICON = PACKAGED_LEXICONS[0]
+"""The head ``builtin`` names for the default built-in model; each shipped head records the dense
+model it reads, and ``builtin`` picks the one that matches."""
 SPARSE_SPECS = ("builtin", "local:PATH")
 
 
@@ -154,7 +159,10 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
     """
     spec = spec.strip()
     if spec == "builtin":
-        return LexiconEncoder(spec, PACKAGED_LEXICON, dense)
+        for folder in PACKAGED_LEXICONS:  # the shipped head trained on this dense model, if any
+            if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint == dense.fingerprint:
+                return LexiconEncoder(spec, folder, dense)
+        return LexiconEncoder(spec, PACKAGED_LEXICON, dense)  # raises, naming the mismatch
     if spec.startswith("local:"):
         folder = Path(spec[len("local:"):]).expanduser()
         if not is_lexicon_folder(folder):
@@ -165,7 +173,7 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
 
 def default_sparse_spec(dense: Encoder) -> str:
     """The sparse encoder an index gets when none is named: the shipped head for the built-in model."""
-    if dense.spec in ("builtin", "builtin:proj"):
+    if dense.spec in ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:proj-v1"):
         return "builtin"
     raise InputError(f"no lexicon head ships for model '{dense.spec}'; name one with --sparse-model local:DIR "
                      "(itr train lexicon), or use --repr dense")

@@ -36,10 +36,14 @@ WEIGHTS_FILE = "lexicon.safetensors"
 FILES = HeadFiles(WEIGHTS_FILE, CONFIG_FILE, LEXICON_FORMAT, LEXICON_VERSION, key="lexicon", what="lexicon head")
 MODALITIES = ("image", "text")
 
-# English function words: present in almost every caption and class name, they carry no content.
+# Function words of the supported caption languages (English, French, German, Spanish), and markup
+# left in captions ("amp" of "&amp;"): present in almost every caption, they carry no content. Only
+# words of 3+ letters are terms at all: 2-letter WordPiece entries are mostly fragments ("ge", "fe").
 STOPWORDS = frozenset("""a an the of and or in on at to for with by from as is are be this that these those it its
-into over under up down out off near her his their our your my some any no not""".split())
-_CONTENT_WORD = re.compile(r"^[^\W\d_]{2,}$")
+into over under up down out off near her his their our your my some any no not amp nbsp quot was has have
+les des une aux par pour sur avec dans est sont qui que del las los una por con para sin que the der die das
+den dem des ein eine einer eines und oder mit von auf aus bei für ist sind""".split())
+_CONTENT_WORD = re.compile(r"^[^\W\d_]{3,}$")
 
 
 def content_terms(vocab: list[str]) -> np.ndarray:
@@ -79,10 +83,13 @@ def build_head(config: LexiconConfig, embeddings: Any, terms: np.ndarray) -> Any
             # unit rows: the gain g_t, not the embedding norm, decides how easily a term fires
             self.register_buffer("vocab", e / e.norm(dim=1, keepdim=True).clamp(min=1e-6), persistent=False)
             self.register_buffer("terms", rows.clone())
-            self.proj = nn.ModuleDict({m: nn.Linear(config.dim, config.dim) for m in MODALITIES})
-            for lin in self.proj.values():
-                nn.init.eye_(lin.weight)
-                nn.init.zeros_(lin.bias)
+            word_dim = e.shape[1]
+            self.proj = nn.ModuleDict({m: nn.Linear(config.dim, word_dim) for m in MODALITIES})
+            with torch.no_grad():  # the identity, tiled over a wider dense model's blocks ([bridge ; heads])
+                eye = torch.eye(word_dim)
+                for lin in self.proj.values():
+                    lin.weight.copy_(eye.repeat(1, -(-config.dim // word_dim))[:, : config.dim])
+                    nn.init.zeros_(lin.bias)
             self.gain = nn.Parameter(torch.full((len(rows),), 4.0))
             self.bias = nn.Parameter(torch.full((len(rows),), -1.0))
 

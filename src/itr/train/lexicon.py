@@ -44,7 +44,7 @@ from .projector import MIN_TRAIN_IMAGES, CaptionSampler, FeaturePart, load_parts
 class LexiconTrainConfig:
     """Everything that determines a lexicon-head run (written as ``train_config.json``)."""
 
-    data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart")
+    data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart", "tuxpaint:en,fr,de,es")
     dense_model: str = "builtin"
     lexicon: LexiconConfig = field(default_factory=LexiconConfig)
     epochs: int = 30
@@ -142,7 +142,8 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
     feature_seconds = time.perf_counter() - started
 
     vocab = encoder.text.tokenizer.convert_ids_to_tokens(list(range(encoder.text.tokenizer.vocab_size)))
-    lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab), "dense_fingerprint": encoder.fingerprint})
+    lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab), "dense_fingerprint": encoder.fingerprint,
+                           "dim": encoder.dim})
     head = build_head(lex, encoder.text.model.embeddings.word_embeddings.weight, content_terms(vocab))
     head.train()
     caption_terms = _caption_terms(encoder, [t for p in train_parts for t in p.dataset.texts().texts],
