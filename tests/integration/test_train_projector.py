@@ -79,6 +79,7 @@ def test_tiny_or_broken_training_sets_are_refused(emoji_jsonl: Path, tmp_path: P
         train_projector(small(gone), tmp_path / "o")
 
 
+@pytest.mark.slow  # 2-3 min; the default recipe's reproduction (below) runs in every CI run
 def test_v1_recipe_reproduces_builtin_proj_v1(tmp_path: Path) -> None:
     """One command (`itr train projector --recipe v1`) gives the committed v1 weights' numbers:
     those heads were trained before near-duplicates of evaluation images were left out."""
