@@ -71,11 +71,13 @@ def _thumbnails_loaded(page: Any, at_least: int) -> None:
 
 def test_typing_a_query_shows_thumbnails(page: Any) -> None:
     page.wait_for_function("document.querySelector('#info').textContent.includes('images')")
-    page.fill("#q", "a kissing face")  # instant search: no submit
-    page.wait_for_function("document.querySelector('#status').textContent.includes('a kissing face')", timeout=30_000)
+    # (Not "a kissing face" any more: two of the three kissing faces are pixel-near copies of the
+    # third, a validation image, so builtin v2 leaves them out of training.)
+    page.fill("#q", "a face with hearts")  # instant search: no submit
+    page.wait_for_function("document.querySelector('#status').textContent.includes('a face with hearts')", timeout=30_000)
     _thumbnails_loaded(page, 8)
     captions = page.locator("#results .card .caption").all_inner_texts()
-    assert sum("kiss" in c for c in captions[:5]) >= 3, captions[:5]
+    assert sum("heart" in c for c in captions[:5]) >= 3, captions[:5]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "serve-page.png"))
     assert (ARTIFACTS / "serve-page.png").stat().st_size > 10_000
