@@ -472,18 +472,13 @@ def make_dataset(
         with _progress(f"building {name}", True) as progress:
             if name == "emoji":
                 path = build_emoji_dataset(out_dir, lang=lang, limit=limit, progress=progress)
-            elif name == "gcompris":  # every language at once: gcompris-<lang>.jsonl
-                path = build_gcompris_dataset(out_dir, progress=progress)
+            elif name in ("gcompris", "tuxpaint"):  # every language at once: NAME-<lang>.jsonl
+                build = build_gcompris_dataset if name == "gcompris" else build_tuxpaint_dataset
+                path = build(out_dir, progress=progress)
                 if lang != "en":
-                    path = path.with_name(f"gcompris-{lang}.jsonl")
+                    path = path.with_name(f"{name}-{lang}.jsonl")
                     if not path.is_file():
-                        _fail(f"GCompris has no captions in '{lang}' (see {display_path(out_dir)}/gcompris-*.jsonl)")
-            elif name == "tuxpaint":  # every language at once: tuxpaint-<lang>.jsonl
-                path = build_tuxpaint_dataset(out_dir, progress=progress)
-                if lang != "en":
-                    path = path.with_name(f"tuxpaint-{lang}.jsonl")
-                    if not path.is_file():
-                        _fail(f"Tux Paint has no descriptions in '{lang}' (see {display_path(out_dir)}/tuxpaint-*.jsonl)")
+                        _fail(f"{name} has no captions in '{lang}' (see {display_path(out_dir)}/{name}-*.jsonl)")
             else:
                 path = build_openclipart_dataset(out_dir, progress=progress)
     out.print(str(path), markup=False)

@@ -15,6 +15,7 @@ in ``encoders/weights/builtin-proj-v1``), starting from that bridge.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import threading
@@ -182,7 +183,7 @@ class BuiltinConseEncoder(TorchEncoder):
     def dim(self) -> int:
         return int(self.text.dim)
 
-    @property
+    @functools.cached_property
     def feature_key(self) -> str:
         """Identity of the frozen encoders' outputs (backbone, text model, preprocessing), whatever
         bridge or heads sit on top: what cached training features are keyed by."""

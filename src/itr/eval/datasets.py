@@ -338,6 +338,22 @@ def _load_multilingual(spec: str, name: str, langs: list[str], options: LoadOpti
     return _check_images(ds, options)
 
 
+def _all_languages_builder(spec: str, name: str, missing: str,
+                           build_all: Callable[[Path], Path]) -> Callable[[Path, str], Path]:
+    """``build(folder, lang)`` for a set whose builder writes every language at once
+    (``NAME-<lang>.jsonl``): builds on first use, then names the file or the languages it has."""
+    def build(folder: Path, lang: str) -> Path:
+        if not (folder / f"{name}-en.jsonl").is_file():
+            build_all(folder)
+        jsonl = folder / f"{name}-{lang}.jsonl"
+        if not jsonl.is_file():
+            have = sorted(p.stem.removeprefix(f"{name}-") for p in folder.glob(f"{name}-*.jsonl"))
+            raise InputError(f"{spec}: {missing} in '{lang}'; languages: {', '.join(have)}")
+        return jsonl
+
+    return build
+
+
 def load_emoji(spec: str, arg: str, options: LoadOptions, progress: ProgressFn | None = None) -> EvalDataset:
     from ..datasets.emoji import build_emoji_dataset
 
@@ -358,15 +374,8 @@ def load_gcompris(spec: str, arg: str, options: LoadOptions, progress: ProgressF
     scheme = spec.partition(":")[0]
     kind = {"gcompris": None, "gcompris-photos": "photo", "gcompris-drawings": "drawing"}[scheme]
 
-    def build(folder: Path, lang: str) -> Path:
-        if not (folder / "gcompris-en.jsonl").is_file():
-            build_gcompris_dataset(folder, progress=progress)
-        jsonl = folder / f"gcompris-{lang}.jsonl"
-        if not jsonl.is_file():
-            have = sorted(p.stem.removeprefix("gcompris-") for p in folder.glob("gcompris-*.jsonl"))
-            raise InputError(f"{spec}: GCompris has no captions in '{lang}'; languages: {', '.join(have)}")
-        return jsonl
-
+    build = _all_languages_builder(spec, "gcompris", "GCompris has no captions",
+                                   lambda folder: build_gcompris_dataset(folder, progress=progress))
     return _load_multilingual(spec, "gcompris", _languages(spec, arg), options, build, kind=kind)
 
 
@@ -374,15 +383,8 @@ def load_tuxpaint(spec: str, arg: str, options: LoadOptions, progress: ProgressF
     """Tux Paint's stamps (photos and drawings) with their descriptions, in one or more languages."""
     from ..datasets.tuxpaint import build_tuxpaint_dataset
 
-    def build(folder: Path, lang: str) -> Path:
-        if not (folder / "tuxpaint-en.jsonl").is_file():
-            build_tuxpaint_dataset(folder, progress=progress)
-        jsonl = folder / f"tuxpaint-{lang}.jsonl"
-        if not jsonl.is_file():
-            have = sorted(p.stem.removeprefix("tuxpaint-") for p in folder.glob("tuxpaint-*.jsonl"))
-            raise InputError(f"{spec}: Tux Paint has no descriptions in '{lang}'; languages: {', '.join(have)}")
-        return jsonl
-
+    build = _all_languages_builder(spec, "tuxpaint", "Tux Paint has no descriptions",
+                                   lambda folder: build_tuxpaint_dataset(folder, progress=progress))
     return _load_multilingual(spec, "tuxpaint", _languages(spec, arg), options, build)
 
 

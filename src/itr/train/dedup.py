@@ -70,7 +70,7 @@ def perceptual_hashes(paths: Sequence[str], *, progress: ProgressFn | None = Non
         except BadImageError:  # one unreadable file costs one hash; the loaders report it themselves
             continue
         bits = imagehash.phash(img).hash.flatten()
-        out[i, 0] = np.uint64(int("".join("1" if b else "0" for b in bits), 2))
+        out[i, 0] = np.uint64(int.from_bytes(np.packbits(bits).tobytes(), "big"))
         colour = np.asarray(img.resize((4, 4), Image.Resampling.BOX), dtype=np.uint8).reshape(48)
         out[i, 1:] = colour.view(np.uint64)
         if progress and (i + 1) % 500 == 0:
