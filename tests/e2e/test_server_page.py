@@ -89,11 +89,18 @@ def test_mode_target_and_more_like_this(page: Any) -> None:
     page.select_option("#target", "texts")
     page.wait_for_function("document.querySelectorAll('#results .card .text').length > 0", timeout=30_000)
     page.select_option("#target", "images")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('· sparse ·')"
+                           " && document.querySelectorAll('#results .card img').length > 0", timeout=30_000)
     page.select_option("#mode", "dense")
+    # Wait for the dense results themselves: the sparse image results stay on the page until they
+    # arrive, and clicking one of those raced with the re-render (CI once clicked a card that was
+    # replaced under the pointer, so "more like" ran for a different item).
+    page.wait_for_function("document.querySelector('#status').textContent.includes('· dense ·')", timeout=30_000)
     _thumbnails_loaded(page, 3)
     first = page.locator("#results .card").first.get_attribute("data-id")
     page.locator("#results .card").first.click()
-    page.wait_for_function("document.querySelector('#status').textContent.includes('items like')", timeout=30_000)
+    page.wait_for_function("(id) => document.querySelector('#status').textContent.includes('items like ' + id)",
+                           arg=first, timeout=30_000)
     _thumbnails_loaded(page, 3)
     ids = page.locator("#results .card").evaluate_all("(cs) => cs.map((c) => c.dataset.id)")
     assert first not in ids
