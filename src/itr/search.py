@@ -286,8 +286,11 @@ def open_index(index: str | os.PathLike[str]) -> DenseIndex | MilvusIndex:
 def open_searcher(index: str | os.PathLike[str], model: str | None = None) -> Searcher:
     """Open an index (folder or ``milvus:`` address) and load the encoders it was built with
     (``model``, if given, must match)."""
+    from .encoders.builtin import recorded_builtin_spec
+
     idx = open_index(index)
-    encoder = load_encoder(model or idx.encoder_info["spec"])
+    info = idx.encoder_info
+    encoder = load_encoder(model or recorded_builtin_spec(info["spec"], info["fingerprint"]))
     sparse = None
     if idx.sparse_info is not None:
         from .sparse.encoder import load_sparse_encoder

@@ -158,7 +158,7 @@ def test_make_dataset_and_models(tmp_path: Path) -> None:
     code, _, stderr = itr("make-dataset", "emoji", "--out", tmp_path / "x", "--lang", "zz-nope")
     assert code == 2 and "no CLDR annotations for language 'zz-nope'" in stderr
     code, stdout, _ = itr("models")
-    assert code == 0 and stdout.splitlines()[:3] == ["builtin", "builtin:proj", "builtin:conse"]
+    assert code == 0 and stdout.splitlines()[:4] == ["builtin", "builtin:proj", "builtin:multi", "builtin:conse"]
 
 
 def test_approximate_index_from_the_cli(emoji_jsonl: Path, emoji_index: Path, tmp_path: Path) -> None:

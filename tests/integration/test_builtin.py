@@ -73,6 +73,12 @@ def test_conse_v2_and_the_kept_v1_names() -> None:
     assert v1.fingerprint == "e9449f6dc445016d", "builtin:conse-v1 changed: indexes built with it would not open"
     assert load_encoder("builtin:proj-v1").fingerprint == "cefbc8fd5d57c7be", "indexes built with v1 would not open"
     assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v2").fingerprint != "cefbc8fd5d57c7be"
+    from itr.encoders.builtin import SHIPPED_FINGERPRINTS, recorded_builtin_spec
+
+    for fingerprint, spec in SHIPPED_FINGERPRINTS.items():  # what opens indexes built under older defaults
+        assert load_encoder(spec).fingerprint == fingerprint, spec
+    assert recorded_builtin_spec("builtin", "5c89dbf0375a8458") == "builtin:proj-v2"  # builtin in v2's time
+    assert recorded_builtin_spec("builtin", "0" * 16) == "builtin" and recorded_builtin_spec("hf:x/y", "5c89dbf0375a8458") == "hf:x/y"
     assert v2.fingerprint != v1.fingerprint
     classes = v2.class_embeddings.numpy()
     assert classes.shape == (1000, 384) and np.allclose(np.linalg.norm(classes, axis=1), 1.0, atol=1e-5)
@@ -83,7 +89,8 @@ def test_conse_v2_and_the_kept_v1_names() -> None:
 
 def test_conse_multi_understands_queries_in_other_languages() -> None:
     """builtin:conse-multi: the v2 bridge in multilingual USE space (512-d); French and German names
-    find the rendered emoji they name."""
+    find the rendered emoji they name; `--sparse-model builtin` picks its own shipped lexicon head,
+    whose English terms for "a guitar" include "guitar" among the first three."""
     require_emoji_data()
     from itr.datasets.emoji import EmojiRenderer
     from itr.encoders import load_encoder
@@ -96,3 +103,32 @@ def test_conse_multi_understands_queries_in_other_languages() -> None:
     for names in (["une montre", "une guitare", "un papillon"], ["eine Armbanduhr", "eine Gitarre", "ein Schmetterling"]):
         txt = enc.encode_texts(names)
         assert txt.shape == (3, 512) and ((txt @ imgs.T).argmax(axis=1) == np.arange(3)).all(), names
+
+
+def test_builtin_multi_reads_queries_in_16_languages() -> None:
+    """builtin:multi: the gated v2 heads on USE-m (1024-d); French, German, Spanish and Japanese names
+    find the rendered emoji they name."""
+    require_emoji_data()
+    from itr.datasets.emoji import EmojiRenderer
+    from itr.encoders import load_encoder
+    from itr.encoders.builtin import BuiltinProjectorEncoder
+    from itr.images import to_rgb
+
+    enc = load_encoder("builtin:multi")
+    assert isinstance(enc, BuiltinProjectorEncoder) and enc.dim == 1024
+    assert enc.heads_config.text_model == "use-m" and enc.fingerprint != load_encoder("builtin").fingerprint
+    r = EmojiRenderer()
+    imgs = enc.encode_images([to_rgb(r.render(c)) for c in ("⌚", "🎸", "🦋", "🍕")])
+    assert imgs.shape == (4, 1024) and np.allclose(np.linalg.norm(imgs, axis=1), 1.0, atol=1e-5)
+    for names in (["une montre", "une guitare", "un papillon", "une pizza"],
+                  ["eine Armbanduhr", "eine Gitarre", "ein Schmetterling", "eine Pizza"],
+                  ["un reloj", "una guitarra", "una mariposa", "una pizza"],
+                  ["腕時計", "ギター", "蝶", "ピザ"]):
+        txt = enc.encode_texts(names)
+        assert ((txt @ imgs.T).argmax(axis=1) == np.arange(4)).all(), names
+    from itr.sparse.encoder import default_sparse_spec, load_sparse_encoder
+
+    sparse = load_sparse_encoder(default_sparse_spec(enc), enc)
+    assert sparse.folder.name == "builtin-lex-multi-v1"
+    row = sparse.encode(enc.encode_texts(["a guitar"]), "text")
+    assert "guitar" in [sparse.vocab[int(row.indices[i])] for i in np.argsort(-row.data)[:3]]

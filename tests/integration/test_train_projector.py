@@ -10,7 +10,12 @@ import pytest
 from helpers import require_emoji_data, require_openclipart_data
 
 from itr.encoders import load_encoder
-from itr.encoders.builtin import PACKAGED_PROJECTOR_V1, PACKAGED_PROJECTOR_V2, BuiltinProjectorEncoder
+from itr.encoders.builtin import (
+    PACKAGED_PROJECTOR_MULTI,
+    PACKAGED_PROJECTOR_V1,
+    PACKAGED_PROJECTOR_V2,
+    BuiltinProjectorEncoder,
+)
 from itr.encoders.projector import HeadsConfig
 from itr.errors import InputError
 from itr.train import ProjectorTrainConfig, train_projector
@@ -148,3 +153,22 @@ def test_gated_heads_choose_their_gate_leaving_one_source_out(emoji_jsonl: Path,
     g = enc.heads.gate_weight(pooled).squeeze(-1)
     assert g[0] > g[1]
     assert enc.encode_images([trained, noise]).shape == (2, 768)
+
+
+@pytest.mark.slow  # ~7 min on 2 cores; run with -m slow (the default recipe's reproduction runs in CI)
+def test_multi_recipe_reproduces_builtin_multi(tmp_path: Path) -> None:
+    """`itr train projector --recipe multi` gives the shipped builtin:multi heads' numbers."""
+    from helpers import require_gcompris_data, require_tuxpaint_data
+
+    require_emoji_data()
+    require_openclipart_data()
+    require_tuxpaint_data()
+    require_gcompris_data()
+    metrics = train_projector(ProjectorTrainConfig.multi(), tmp_path / "multi")
+    shipped = json.loads((PACKAGED_PROJECTOR_MULTI / "metrics.json").read_text())
+    assert metrics["gate_selection"]["gate"] == shipped["gate_selection"]["gate"]
+    assert metrics["best_epoch"] == shipped["best_epoch"]
+    for mine, theirs in zip(metrics["test"] + metrics["held_out"], shipped["test"] + shipped["held_out"], strict=True):
+        assert mine["dataset"] == theirs["dataset"]
+        mine, theirs = mine.get("heads", mine), theirs.get("heads", theirs)
+        assert mine["rsum"] == pytest.approx(theirs["rsum"], abs=3.0)

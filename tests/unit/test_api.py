@@ -27,9 +27,9 @@ def test_core_import_is_light() -> None:
 
 
 def test_unknown_model_lists_valid_names() -> None:
-    with pytest.raises(UnknownNameError, match="unknown model 'clip-xl'; valid models: builtin, builtin:proj, builtin:conse"):
+    with pytest.raises(UnknownNameError, match="unknown model 'clip-xl'; valid models: builtin, builtin:proj, builtin:multi, builtin:conse"):
         load_encoder("clip-xl")
-    with pytest.raises(UnknownNameError, match="valid: builtin, builtin:proj, builtin:conse"):
+    with pytest.raises(UnknownNameError, match="valid: builtin, builtin:proj, builtin:multi, builtin:conse"):
         load_encoder("builtin:nope")
     with pytest.raises(KeyError):  # a failed look-up is also a KeyError
         load_encoder("nope:x")

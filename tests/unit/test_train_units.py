@@ -83,3 +83,31 @@ def test_projector_checkpoint_roundtrip_and_refusals(tmp_path: Path) -> None:
     (tmp_path / "projector.json").write_text(json.dumps(meta))
     with pytest.raises(IncompatibleModelError, match="weights do not match projector.json"):
         load_projector(tmp_path)
+
+
+def test_heads_on_the_multilingual_text_model_are_512_wide_and_say_so(tmp_path: Path) -> None:
+    """``text_model="use-m"``: the heads read and write USE-m's 512-d space, the gated embedding is
+    1024-d, the saved config names the text model (old configs without it read as MiniLM), and the
+    bridge it implies reads USE-m's class texts."""
+    from itr.encoders.builtin import bridge_config
+
+    config = HeadsConfig(hidden=16, bridge="v2", gate=(0.3, 0.05), text_model="use-m")
+    assert (config.text_dim, config.dim) == (512, 1024)
+    heads = build_heads(config).eval()
+    heads.set_prototypes(torch.randn(40, 1280), torch.Generator().manual_seed(0))
+    pooled, conse = torch.randn(2, 1280), torch.nn.functional.normalize(torch.randn(2, 512), dim=-1)
+    assert heads.embed_image(pooled, conse).shape == (2, 1024)
+    assert heads.embed_text(torch.randn(3, 512)).shape == (3, 1024)
+    save_projector(tmp_path, heads, config)
+    loaded_config, _ = load_projector(tmp_path)
+    assert loaded_config == config and bridge_config(loaded_config).text_model == "use-m"
+    meta = json.loads((tmp_path / "projector.json").read_text())
+    del meta["heads"]["text_model"]
+    meta["heads"]["bridge"], meta["heads"]["gate"] = "v1", None
+    (tmp_path / "projector.json").write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleModelError, match="weights do not match"):
+        load_projector(tmp_path)  # read as MiniLM heads (384-d): the 512-d weights do not fit
+    with pytest.raises(ValueError, match="unknown text model 'bert'"):
+        _ = HeadsConfig(text_model="bert").dim
+    with pytest.raises(ValueError, match="bridge v1 reads MiniLM only"):
+        bridge_config(HeadsConfig(text_model="use-m"))

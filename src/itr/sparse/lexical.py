@@ -32,7 +32,7 @@ class BuiltinLexicalEncoder:
 
     def __init__(self, base: BuiltinConseEncoder, *, top_k: int = 5) -> None:
         self.base = base
-        self.tokenizer = base.text.tokenizer
+        self.tokenizer = base.vocabulary.tokenizer
         self.vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.tokenizer.vocab_size)))
         self.vocab_size = len(self.vocab)
         self.top_k = top_k
@@ -42,8 +42,8 @@ class BuiltinLexicalEncoder:
 
     def _terms_batch(self, texts: Sequence[str]) -> list[list[int]]:
         """Content-term ids of each text, tokenised in one call (the fast tokenizer batches in Rust)."""
-        ids = self.base.text.tokenize(list(texts), add_special_tokens=False, truncation=True,
-                                      max_length=self.base.config.max_text_tokens)["input_ids"]
+        ids = self.base.vocabulary.tokenize(list(texts), add_special_tokens=False, truncation=True,
+                                            max_length=self.base.config.max_text_tokens)["input_ids"]
         return [[i for i in row if self._content[i]] for row in ids]
 
     def fit_idf(self, texts: Sequence[str]) -> None:

@@ -1,8 +1,8 @@
 """Frozen-encoder features, computed once and cached: the projector trains on these in seconds.
 
 Images: EfficientNet-Lite's pooled 1280-d features and 1000 ImageNet logits, side by side (2280
-float32 per image). Texts: normalised MiniLM embeddings. Cache files are keyed by the frozen
-model's identity and by the exact inputs (paths with size and mtime, or the texts), so a changed
+float32 per image), keyed by the image backbone alone. Texts: the text model's embeddings (MiniLM
+or USE-m), keyed by both. Cache files are keyed by the frozen model's identity and by the exact inputs (paths with size and mtime, or the texts), so a changed
 image or caption is never served stale features.
 """
 
@@ -65,7 +65,7 @@ class _FeatureEncoder:
 def image_features(base: BuiltinConseEncoder, paths: Sequence[str], *, progress: ProgressFn | None = None,
                    what: str = "training images") -> np.ndarray:
     """(n, 2280) pooled features + logits for image files; unreadable files are an error."""
-    h = hashlib.sha256(f"{base.feature_key}|image-features-v2".encode())
+    h = hashlib.sha256(f"{base.image_feature_key}|image-features-v3".encode())
     for p in paths:
         st = os.stat(p) if os.path.exists(p) else None
         h.update(f"{p}|{st.st_size if st else -1}|{st.st_mtime_ns if st else -1}\n".encode("utf-8", "surrogateescape"))
@@ -93,7 +93,7 @@ def image_features(base: BuiltinConseEncoder, paths: Sequence[str], *, progress:
 
 
 def text_features(base: BuiltinConseEncoder, texts: Sequence[str]) -> np.ndarray:
-    """(n, 384) normalised MiniLM embeddings (no text head)."""
+    """(n, d) normalised embeddings of the base's text model (no text head)."""
     h = hashlib.sha256(f"{base.feature_key}|text-features-v2".encode())
     for t in texts:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")

@@ -99,7 +99,7 @@ def _caption_terms(encoder: BuiltinProjectorEncoder, texts: list[str], terms: np
 
     column = np.full(vocab_size, -1, dtype=np.int64)
     column[terms] = np.arange(len(terms))
-    ids = encoder.text.tokenize(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
+    ids = encoder.vocabulary.tokenize(texts, add_special_tokens=False, truncation=True, max_length=64)["input_ids"]
     rows, cols = [], []
     for r, row in enumerate(ids):
         found = np.unique(column[row]) if row else np.zeros(0, np.int64)
@@ -141,10 +141,11 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
     teacher_scale = float(encoder.heads.logit_scale.detach().exp().clamp(max=100.0))
     feature_seconds = time.perf_counter() - started
 
-    vocab = encoder.text.tokenizer.convert_ids_to_tokens(list(range(encoder.text.tokenizer.vocab_size)))
+    words = encoder.vocabulary
+    vocab = words.tokenizer.convert_ids_to_tokens(list(range(words.tokenizer.vocab_size)))
     lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab), "dense_fingerprint": encoder.fingerprint,
                            "dim": encoder.dim})
-    head = build_head(lex, encoder.text.model.embeddings.word_embeddings.weight, content_terms(vocab))
+    head = build_head(lex, words.model.embeddings.word_embeddings.weight, content_terms(vocab))
     head.train()
     caption_terms = _caption_terms(encoder, [t for p in train_parts for t in p.dataset.texts().texts],
                                    head.terms.numpy(), len(vocab))

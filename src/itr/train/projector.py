@@ -1,7 +1,8 @@
 """``itr train projector``: align the built-in model's frozen encoders with small trained heads.
 
 Recipe ("From Unimodal to Multimodal: Scaling up Projectors to Align Modalities", 2024, at toy
-scale): frozen EfficientNet-Lite and MiniLM, features cached once; an image MLP (plus the ConSE
+scale): frozen EfficientNet-Lite and a frozen text encoder (MiniLM, or the multilingual USE-m with
+``HeadsConfig.text_model="use-m"``), features cached once; an image MLP (plus the ConSE
 bridge as a residual) and an optional residual text MLP trained with symmetric InfoNCE and a
 learnable temperature. Each step pairs every image of the batch with one of its captions drawn at
 random (any training language), so one image never appears twice in a batch (no false negatives).
@@ -26,6 +27,7 @@ import numpy as np
 
 from .._utils import ProgressFn, atomic_write_bytes
 from ..encoders.builtin import (
+    CONSE_MULTI_CLASSES,
     CONSE_V2,
     CONSE_V2_CLASSES,
     BuiltinConseEncoder,
@@ -49,12 +51,19 @@ GATE_GRID = ((0.3, 0.02), (0.3, 0.05), (0.35, 0.02), (0.35, 0.05), (0.4, 0.02), 
 images: 0.35-0.8; of GCompris' real photos: 0.2-0.4; benchmarks/heads_gate.py)."""
 
 
+USE_M_LANGUAGES = ("en", "fr", "de", "es", "it", "nl", "pl", "pt", "ru", "ja", "ko", "zh", "zh-TW", "ar", "tr", "th")
+"""The 16 languages of the multilingual Universal Sentence Encoder v3 (``builtin:multi``)."""
+USE_M_EMOJI_LANGS = tuple({"zh-TW": "zh_Hant"}.get(lg, lg) for lg in USE_M_LANGUAGES)  # CLDR locale names
+USE_M_TUXPAINT_LANGS = tuple({"zh": "zh_CN", "zh-TW": "zh_TW"}.get(lg, lg) for lg in USE_M_LANGUAGES)  # gettext's
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProjectorTrainConfig:
     """Everything that determines a projector run (written next to the weights as ``train_config.json``).
 
-    The defaults are the v2 recipe (``builtin:proj-v2``); ``ProjectorTrainConfig.v1()`` is the
-    recipe of the first heads (``builtin:proj-v1``)."""
+    The defaults are the v2 recipe (``builtin`` = ``builtin:proj-v2``): three sources, the v2
+    bridge and the gate, on MiniLM. ``ProjectorTrainConfig.multi()`` is ``builtin:multi``'s (the
+    same on USE-m, captions in its 16 languages), ``v1()`` the first heads' (``builtin:proj-v1``)."""
 
     data: tuple[str, ...] = ("emoji:en,fr,de,es", "openclipart", "tuxpaint:en,fr,de,es")
     heads: HeadsConfig = field(default_factory=lambda: HeadsConfig(bridge="v2", gate=GATE_GRID[0]))
@@ -68,6 +77,14 @@ class ProjectorTrainConfig:
     threads: int = 2  # fixed so that a rerun on another machine does the same arithmetic
     held_out: tuple[str, ...] = ("gcompris-photos", "gcompris-drawings")  # reported, never trained on
     dedup_distance: int = DEFAULT_MAX_DISTANCE  # pHash bits; -1 keeps near-duplicates of evaluation images
+
+    @classmethod
+    def multi(cls) -> ProjectorTrainConfig:
+        """``builtin:multi``: the same on the multilingual USE-m text model, with the emoji and Tux
+        Paint captions in every one of USE-m's 16 languages."""
+        return cls(data=(f"emoji:{','.join(USE_M_EMOJI_LANGS)}", "openclipart",
+                         f"tuxpaint:{','.join(USE_M_TUXPAINT_LANGS)}"),
+                   heads=HeadsConfig(bridge="v2", gate=GATE_GRID[0], text_model="use-m"))
 
     @classmethod
     def v1(cls) -> ProjectorTrainConfig:
@@ -190,12 +207,18 @@ def _report(heads: Any, base: BuiltinConseEncoder, part: FeaturePart, *, full: b
     return {k: r[k] for k in keep if k in r}
 
 
-def _bridge_report(part: FeaturePart) -> dict[str, Any]:
-    """``_report`` for the shipped training-free bridge (``builtin:conse``, v2) on the same features:
-    what a trained model has to beat on data it never saw."""
+def bridge_spec(base: BuiltinConseEncoder) -> str:
+    """The shipped training-free bridge in the heads' text space: what they have to beat."""
+    return "builtin:conse-multi" if base.config.text_model == "use-m" else "builtin:conse"
+
+
+def _bridge_report(base: BuiltinConseEncoder, part: FeaturePart) -> dict[str, Any]:
+    """``_report`` for the shipped training-free bridge (``bridge_spec``: v2 settings, in the text
+    model's space) on the same features: what a trained model has to beat on data it never saw."""
     import torch
 
-    classes = torch.from_numpy(np.load(CONSE_V2_CLASSES, allow_pickle=False))
+    path = CONSE_MULTI_CLASSES if base.config.text_model == "use-m" else CONSE_V2_CLASSES
+    classes = torch.from_numpy(np.load(path, allow_pickle=False))
     with torch.no_grad():
         _, logits = split_image_features(part.images)
         img = conse_vectors(logits, classes, CONSE_V2.top_k, CONSE_V2.temperature).numpy()
@@ -218,8 +241,8 @@ def held_out_reports(heads: Any, base: BuiltinConseEncoder, specs: tuple[str, ..
         except (InputError, OSError) as exc:
             out.append({"dataset": spec, "unavailable": str(exc).splitlines()[0]})
             continue
-        mine, bridge = _report(heads, base, part), _bridge_report(part)
-        out.append({"dataset": spec, "heads": mine, "bridge": bridge,
+        mine, bridge = _report(heads, base, part), _bridge_report(base, part)
+        out.append({"dataset": spec, "heads": mine, "bridge": bridge, "bridge_spec": bridge_spec(base),
                     "beats_bridge": mine["rsum"] > bridge["rsum"] and mine["t2i"]["R@1"] > bridge["t2i"]["R@1"]})
     return out
 
@@ -297,7 +320,7 @@ def choose_gate(hc: HeadsConfig, base: BuiltinConseEncoder, train_parts: list[Fe
         target = by_name[left_out.dataset.name]
         fold = {"left_out": left_out.dataset.name,
                 "heads_alone": _report(heads, base, target, full=False)["rsum"],
-                "bridge": _bridge_report(target)["rsum"], "gates": {}}
+                "bridge": _bridge_report(base, target)["rsum"], "gates": {}}
         for g in grid:
             rsum = _report(heads, base, target, gate=g)["rsum"]
             scores[g].append(rsum)
