@@ -26,7 +26,7 @@ demo: $(STAMP) system-deps
 	$(BIN)/itr search $(DEMO)/index "a bicycle" -k 5
 	$(BIN)/itr search $(DEMO)/index "a cat" -k 5
 	$(BIN)/itr search $(DEMO)/index "pizza" -k 5
-	$(BIN)/itr search $(DEMO)/index "ein Fahrrad" -k 5    # German: the trained text head
+	$(BIN)/itr search $(DEMO)/index "eine Katze" -k 5     # German: the trained text head (more languages: --model builtin:multi)
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f98b.png --target texts -k 5
 	$(BIN)/itr search $(DEMO)/index --image $(DEMO)/emoji/images/emoji_1f3b8.png -k 5
 	$(BIN)/itr search $(DEMO)/index "a jar of beans" -k 5 --mode sparse --explain   # learned-sparse terms
