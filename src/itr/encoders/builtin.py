@@ -86,6 +86,13 @@ def recorded_builtin_spec(spec: str, fingerprint: str) -> str:
     return SHIPPED_FINGERPRINTS.get(fingerprint, spec)
 CONSE_V2_CLASSES = Path(__file__).parent / "weights" / "builtin-conse-v2" / "cupl_classes.npy"
 CONSE_MULTI_CLASSES = CONSE_V2_CLASSES.with_name("cupl_classes_use_m.npy")
+
+
+def cupl_classes_file(text_model: str) -> Path:
+    """The shipped CuPL class table in ``text_model``'s space (what the v2 bridge weights)."""
+    return CONSE_MULTI_CLASSES if text_model == "use-m" else CONSE_V2_CLASSES
+
+
 CONSE_V2 = ConseConfig(class_texts="cupl", top_k=20, temperature=2.0)
 """``builtin:conse`` since v2 (issue 16): CuPL class descriptions, top 20 classes, temperature 2;
 chosen on the emoji and Open Clip Art validation splits with the backbone's own centre crop, and
@@ -157,7 +164,7 @@ class USEText:
     def embed(self, texts: list[str]) -> Any:
         import torch
 
-        cut = [t if len(t) <= self.max_chars else t[: self.max_chars] for t in texts]
+        cut = [t[: self.max_chars] for t in texts]
         with self._lock:
             out = np.asarray(self.model.encode(cut), dtype=np.float32).reshape(len(texts), self.dim)
         return torch.from_numpy(out)
@@ -246,7 +253,7 @@ class BuiltinConseEncoder(TorchEncoder):
         the shipped CuPL ones, or the mean of the class-name prompts, cached on disk per text model,
         templates and class names."""
         if self.config.class_texts == "cupl":
-            path = CONSE_MULTI_CLASSES if self.config.text_model == "use-m" else CONSE_V2_CLASSES
+            path = cupl_classes_file(self.config.text_model)
             classes = np.load(path, allow_pickle=False)
             if classes.shape != (1000, self.text.dim) or classes.dtype != np.float32:
                 raise ValueError(f"{path}: expected float32 (1000, {self.text.dim}), got {classes.dtype} {classes.shape}")
@@ -313,8 +320,7 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
         self.heads_config, self.heads = load_projector(folder)
         self.folder = folder
         config = bridge_config(self.heads_config)
-        extra = ((CONSE_MULTI_CLASSES if config.text_model == "use-m" else CONSE_V2_CLASSES),) \
-            if config.class_texts == "cupl" else ()
+        extra = (cupl_classes_file(config.text_model),) if config.class_texts == "cupl" else ()
         super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE, *extra))
 
     @property

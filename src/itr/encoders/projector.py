@@ -37,7 +37,6 @@ WEIGHTS_FILE = "heads.safetensors"
 FILES = HeadFiles(WEIGHTS_FILE, CONFIG_FILE, PROJECTOR_FORMAT, PROJECTOR_VERSION, key="heads", what="projector")
 FEATURE_DIM = 1280  # EfficientNet-Lite0/1/2 pooled features
 TEXT_DIMS = {"minilm": 384, "use-m": 512}  # all-MiniLM-L6-v2; multilingual Universal Sentence Encoder v3
-TEXT_DIM = TEXT_DIMS["minilm"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,8 +2,8 @@
 
 Images: EfficientNet-Lite's pooled 1280-d features and 1000 ImageNet logits, side by side (2280
 float32 per image), keyed by the image backbone alone. Texts: the text model's embeddings (MiniLM
-or USE-m), keyed by both. Cache files are keyed by the frozen model's identity and by the exact inputs (paths with size and mtime, or the texts), so a changed
-image or caption is never served stale features.
+or USE-m). Each cache file is keyed by the frozen model's identity and by the exact inputs (paths
+with size and mtime, or the texts), so a changed image or caption is never served stale features.
 """
 
 from __future__ import annotations

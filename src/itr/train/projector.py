@@ -27,12 +27,11 @@ import numpy as np
 
 from .._utils import ProgressFn, atomic_write_bytes
 from ..encoders.builtin import (
-    CONSE_MULTI_CLASSES,
     CONSE_V2,
-    CONSE_V2_CLASSES,
     BuiltinConseEncoder,
     bridge_config,
     conse_vectors,
+    cupl_classes_file,
 )
 from ..encoders.projector import HeadsConfig, build_heads, save_projector
 from ..errors import InputError
@@ -217,8 +216,7 @@ def _bridge_report(base: BuiltinConseEncoder, part: FeaturePart) -> dict[str, An
     model's space) on the same features: what a trained model has to beat on data it never saw."""
     import torch
 
-    path = CONSE_MULTI_CLASSES if base.config.text_model == "use-m" else CONSE_V2_CLASSES
-    classes = torch.from_numpy(np.load(path, allow_pickle=False))
+    classes = torch.from_numpy(np.load(cupl_classes_file(base.config.text_model), allow_pickle=False))
     with torch.no_grad():
         _, logits = split_image_features(part.images)
         img = conse_vectors(logits, classes, CONSE_V2.top_k, CONSE_V2.temperature).numpy()
