@@ -43,6 +43,7 @@ def load_image(
     draft_size: tuple[int, int] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     too_large_hint: str | None = None,
+    exif_transpose: bool = True,
 ) -> Image.Image:
     """Open an image file as 8-bit RGB.
 
@@ -54,6 +55,9 @@ def load_image(
         max_pixels: Refuse images with more pixels than this (decompression-bomb guard).
         too_large_hint: What the message about an image over ``max_pixels`` tells the user to do
             (the caller knows which setting raises the limit, if any).
+        exif_transpose: Turn the image as its EXIF orientation says (as a viewer shows it). The
+            benchmarks' reference loaders do not (``Image.open(p).convert("RGB")``), so evaluation
+            that must reproduce them turns it off.
 
     Raises:
         BadImageError: with a one-line reason naming the file.
@@ -68,7 +72,7 @@ def load_image(
         raise BadImageError(f"{shown}: not a regular file ({file_kind(st.st_mode)}); only image files can be read")
     if st.st_size == 0:
         raise BadImageError(f"{shown}: empty file (0 bytes)")
-    return _decode(path, shown, draft_size, max_pixels, too_large_hint)
+    return _decode(path, shown, draft_size, max_pixels, too_large_hint, exif_transpose)
 
 
 def file_kind(mode: int) -> str:
@@ -98,7 +102,7 @@ def image_format(data: bytes) -> str | None:
 
 
 def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size: tuple[int, int] | None,
-            max_pixels: int, hint: str | None) -> Image.Image:
+            max_pixels: int, hint: str | None, exif_transpose: bool = True) -> Image.Image:
     if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         # The caller asked for a larger limit than Pillow's; Pillow would still refuse at open time.
         Image.MAX_IMAGE_PIXELS = max_pixels
@@ -121,7 +125,7 @@ def _decode(source: str | os.PathLike[str] | io.BytesIO, shown: str, draft_size:
         if draft_size is not None and img.format == "JPEG":
             img.draft("RGB", draft_size)
         img.load()
-        return to_rgb(img)
+        return to_rgb(img, exif_transpose=exif_transpose)
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -138,15 +142,19 @@ def _bomb(shown: str, exc: Exception, hint: str | None) -> BadImageError:
     return BadImageError(f"{shown}: image too large to decode safely ({exc})" + (f"; {hint}" if hint else ""))
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow image to 8-bit RGB the way an image viewer would display it."""
-    try:
-        img = ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a viewable image unusable
-        pass
+def to_rgb(img: Image.Image, *, exif_transpose: bool = True) -> Image.Image:
+    """Convert any Pillow image to 8-bit RGB the way an image viewer would display it (without the
+    EXIF turn when ``exif_transpose`` is False)."""
+    original = img
+    if exif_transpose:
+        try:
+            img = ImageOps.exif_transpose(img) or img  # a new image (turned or copied)
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not make a viewable image unusable
+            pass
     mode = img.mode
     if mode == "RGB":
-        return img.copy() if img.readonly else img
+        # The caller closes the image it opened: hand back a new one.
+        return img.copy() if img is original or img.readonly else img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit / 32-bit greyscale: stretch the actual value range to 8 bits (a plain convert("L")
         # clips everything above 255 to white).

@@ -123,3 +123,38 @@ def test_gcompris_photos_in_two_languages(tmp_path: Path) -> None:
     assert run["languages"] == ["en", "fr"] and run["split"] == "test" and run["n_images"] > 40
     chance = 100 * 10 / run["n_images"]
     assert run["per_language"]["en"]["t2i"]["R@10"] > 3 * chance and run["per_language"]["fr"]["t2i"]["R@10"] > chance
+
+
+def test_protocols_pick_the_captions_and_ci_compares_runs(tmp_path: Path) -> None:
+    """COCO's fixture has a test image with 6 captions: clip_benchmark keeps them all, karpathy5 five."""
+    fixtures = Path(__file__).parent.parent / "fixtures" / "karpathy"
+    for name, color in {"COCO_val2014_000000391895.jpg": "red", "COCO_val2014_000000522418.jpg": "green"}.items():
+        solid_image(tmp_path / "val2014" / name, color)
+    spec = f"karpathy:{fixtures / 'dataset_coco.json'}"
+    texts = {}
+    for protocol in ("clip_benchmark", "karpathy5", "lavis", "itr"):
+        code, stdout, stderr = itr("eval", spec, "--images-root", tmp_path, "--protocol", protocol, "--json", "-")
+        assert code == 0, stderr
+        report = json.loads(stdout)
+        assert report["protocol"] == protocol and "tie_band" in report
+        texts[protocol] = report["n_texts"]
+    assert texts == {"clip_benchmark": 11, "karpathy5": 10, "lavis": 11, "itr": 10}
+    out = tmp_path / "ci.json"
+    code, stdout, stderr = itr("eval", spec, "--images-root", tmp_path, "-m", "builtin", "-m", "builtin:conse",
+                               "--ci", "--resamples", "100", "--json", out, "-q")
+    assert code == 0, stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert runs[0]["ci"]["resamples"] == 100 and "compared_to" not in runs[0]
+    assert runs[1]["compared_to"]["baseline"] == "builtin" and 0 <= runs[1]["compared_to"]["p_value"] <= 1
+    assert "95 % CI" in stdout and "vs builtin" in stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--protocol", "coco"], "unknown protocol 'coco'; valid: itr, clip_benchmark, karpathy5, lavis"),
+    (["--protocol", "karpathy5", "--max-captions", "3"], "contradicts --protocol karpathy5"),
+    (["--decode", "draft"], "--decode must be"),
+    (["--ci", "--resamples", "3"], "--resamples must be at least 10"),
+])
+def test_protocol_and_ci_bad_options(args: list[str], message: str) -> None:
+    code, stdout, stderr = itr("eval", "emoji:en", *args, "-q")
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr

@@ -45,8 +45,9 @@ def test_summaries_and_rsum_by_hand() -> None:
     result = evaluate_scores(SCORES, FIVE_EACH)
     # i2t ranks [2, 6]: R@1 0%, R@5 50%, R@10 100%; median and mean 4.
     assert result["i2t"] == {"R@1": 0.0, "R@5": 50.0, "R@10": 100.0, "median_rank": 4.0, "mean_rank": 4.0}
-    # t2i ranks: five 1s and five 2s: R@1 50%, R@5 = R@10 = 100%; median 1.5, mean 1.5.
-    assert result["t2i"] == {"R@1": 50.0, "R@5": 100.0, "R@10": 100.0, "median_rank": 1.5, "mean_rank": 1.5}
+    # t2i ranks: five 1s and five 2s: R@1 50%, R@5 = R@10 = 100%; mean 1.5; median by the field's
+    # convention floor(median(0-based)) + 1 = floor(0.5) + 1 = 1.0 (VSE++/open_clip report 1.0).
+    assert result["t2i"] == {"R@1": 50.0, "R@5": 100.0, "R@10": 100.0, "median_rank": 1.0, "mean_rank": 1.5}
     assert result["rsum"] == pytest.approx(0 + 50 + 100 + 50 + 100 + 100)
 
 
@@ -76,7 +77,7 @@ def test_chunked_embedding_ranks_equal_full_matrix(tie: metrics.Tie) -> None:
     text_image[:23] = np.arange(23)  # every image has a caption
     texts = images[text_image] + 0.3 * random_unit_vectors(70, 8, seed=2)
     texts[7] = texts[6]
-    scores = images @ texts.T
+    scores = metrics.deterministic_scores(images, texts)  # a float32 BLAS product would break the ties
     i2t, t2i = metrics.ranks_from_embeddings(images, texts, text_image, tie=tie, chunk=4)
     assert i2t.tolist() == metrics.i2t_ranks(scores, text_image, tie=tie).tolist()
     assert t2i.tolist() == metrics.t2i_ranks(scores, text_image, tie=tie).tolist()
@@ -116,3 +117,59 @@ def test_bad_inputs_are_refused() -> None:
         metrics.t2i_ranks(np.ones((2, 2)), np.array([0, 1]), tie="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="nothing was evaluated"):
         metrics.recall_at_k(np.array([]), 1)
+
+
+def test_median_rank_follows_the_fields_convention() -> None:
+    assert metrics.median_rank(np.array([1, 2])) == 1.0  # a plain median would say 1.5
+    assert metrics.median_rank(np.array([1, 2, 3, 4])) == 2.0  # 0-based median 1.5 -> floor 1 -> 2
+    assert metrics.median_rank(np.array([3, 5, 9])) == 5.0
+    assert metrics.median_rank(np.array([1.0, np.inf, np.inf])) == np.inf
+
+
+def test_near_ties_are_not_ties() -> None:
+    # Float32 scores 1e-6 apart (the issue's case): every reference gives i2t R@1 100 %.
+    scores = np.array([[0.36235777, 0.3623568], [0.9320391, 0.93203944]], dtype=np.float32)
+    result = evaluate_scores(scores, np.array([0, 1]))
+    assert result["i2t"]["R@1"] == 100.0
+    assert result["tied_queries_percent"] == {"i2t": 0.0, "t2i": 0.0}
+    # The band collapses when nothing ties.
+    assert result["tie_band"]["optimistic"] == result["tie_band"]["pessimistic"]
+
+
+def test_identical_vectors_tie_exactly_wherever_they_sit() -> None:
+    # A float32 BLAS product rounds the same pair differently by position (~1e-7); the deterministic
+    # scores must not, or identical items would rank by where they sit in the matrix.
+    images = random_unit_vectors(1000, 512, seed=4)
+    copies = [1, 17, 333, 511, 999]
+    images[copies] = images[0]
+    texts = random_unit_vectors(300, 512, seed=5)
+    scores = metrics.deterministic_scores(images, texts)
+    assert scores.dtype == np.float32
+    for c in copies:
+        assert np.array_equal(scores[c], scores[0])
+    np.testing.assert_allclose(scores, images @ texts.T, atol=1e-6)
+    # t2i: a text equal to image 0 ties with its five copies, and nothing else is above: rank 6.
+    queries = np.concatenate([images[:1], random_unit_vectors(len(images) - 1, 512, seed=6)])
+    text_image = np.arange(len(images))
+    counts = metrics.rank_counts_from_embeddings(images, queries, text_image, chunk=256)
+    assert counts.t2i_tied[0] == 5 and counts.t2i_greater[0] == 0
+
+
+def test_two_score_matrices_rank_each_direction_from_its_own() -> None:
+    # LAVIS's protocol: the i2t matrix ranks images' captions, the (n_texts, n_images) t2i matrix
+    # ranks texts' images. Here the i2t matrix is perfect and the t2i matrix is reversed.
+    i2t = np.array([[0.9, 0.1], [0.2, 0.8]])
+    t2i = np.array([[0.1, 0.9], [0.8, 0.2]])  # text 0 prefers image 1, text 1 image 0
+    result = evaluate_scores(i2t, np.array([0, 1]), t2i_scores=t2i)
+    assert result["i2t"]["R@1"] == 100.0 and result["t2i"]["R@1"] == 0.0
+    assert evaluate_scores(i2t, np.array([0, 1]))["t2i"]["R@1"] == 100.0  # one matrix: both perfect
+    with pytest.raises(ValueError, match="n_texts, n_images"):
+        evaluate_scores(i2t, np.array([0, 1]), t2i_scores=np.ones((3, 2)))
+
+
+def test_tie_band_brackets_the_sort_order() -> None:
+    # Four identical images: pessimistic t2i R@1 0 %, optimistic 100 %.
+    images = np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (4, 1))
+    band = evaluate_embeddings(images, images.copy(), np.arange(4))["tie_band"]
+    assert band["pessimistic"]["t2i"]["R@1"] == 0.0 and band["optimistic"]["t2i"]["R@1"] == 100.0
+    assert band["optimistic"]["rsum"] == 600.0

@@ -152,3 +152,53 @@ def test_faiss_kinds_against_exact() -> None:
         evaluate_encoded(encoded, index_kind="faiss:IVF4096,Flat", options=opts)
     with pytest.raises(InputError, match="FAISS index 'Bogus12' could not be built"):
         evaluate_encoded(encoded, index_kind="faiss:Bogus12", options=opts)
+
+
+class _SizeRecorder(ColorEncoder):
+    """Records the size and first pixel of every image handed to preprocessing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[tuple[int, int], tuple[int, ...]]] = []
+
+    def preprocess_image(self, image: Image.Image) -> np.ndarray:
+        self.seen.append((image.size, image.getpixel((0, 0))))
+        return super().preprocess_image(image)
+
+
+def test_eval_decodes_as_the_reference_loaders_do(tmp_path: Path) -> None:
+    # A 640 x 480 JPEG (COCO's common size) with EXIF orientation 6 (turn 90 degrees), left half red.
+    img = Image.new("RGB", (640, 480), (20, 20, 220))
+    img.paste((220, 20, 20), (0, 0, 320, 480))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "a.jpg", exif=exif.tobytes(), quality=95)
+    (tmp_path / "d.jsonl").write_text('{"image": "a.jpg", "captions": ["red"]}\n')
+    ds = load_eval_dataset(f"jsonl:{tmp_path / 'd.jsonl'}")
+    ref, fast = _SizeRecorder(), _SizeRecorder()
+    run_eval(ds, ref, options=EvalOptions(latency_queries=1))
+    run_eval(ds, fast, options=EvalOptions(latency_queries=1, decode="fast"))
+    # Reference: every pixel, no EXIF turn, exactly Image.open(p).convert("RGB").
+    with Image.open(tmp_path / "a.jpg") as im:
+        want = im.convert("RGB")
+    assert ref.seen == [(want.size, want.getpixel((0, 0)))] and want.size == (640, 480)
+    # Fast (indexing): JPEG draft at a reduced size, turned upright as a viewer shows it.
+    (w, h), _ = fast.seen[0]
+    assert (w, h) != (640, 480) and h > w
+    with pytest.raises(InputError, match="decode must be"):
+        run_eval(ds, ColorEncoder(), options=EvalOptions(decode="draft"))  # type: ignore[arg-type]
+
+
+def test_protocol_tie_band_and_ci_in_the_report(flickr: EvalDataset) -> None:
+    [report] = run_eval(flickr, ColorEncoder(), options=EvalOptions(latency_queries=5, protocol="karpathy5",
+                                                                    ci_resamples=50))
+    assert report["protocol"] == "karpathy5"
+    assert set(report["tie_band"]) == {"optimistic", "pessimistic"}
+    assert report["tie_band"]["pessimistic"]["rsum"] == pytest.approx(report["rsum"])
+    lo, hi = report["ci"]["rsum"]
+    assert lo <= report["rsum"] <= hi and report["ci"]["resamples"] == 50
+    ranks = report["ranks"][flickr.languages[0]]
+    assert len(ranks["i2t"]) == report["n_images"] and len(ranks["t2i"]) == report["n_texts"]
+    json.dumps(report, allow_nan=False)  # the ranks and intervals are plain JSON
+    with pytest.raises(UnknownNameError, match="valid: itr, clip_benchmark, karpathy5, lavis"):
+        run_eval(flickr, ColorEncoder(), options=EvalOptions(protocol="coco"))

@@ -314,6 +314,10 @@ def eval_(
     skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images that exist/decode when some do not.")] = False,
     max_captions: Annotated[int | None, typer.Option(help="Captions per image (0: all; karpathy default 5).")] = None,
     tie: Annotated[str, typer.Option(help="Tie rule: 'pessimistic' (ties count against) or 'optimistic'.")] = "pessimistic",
+    protocol: Annotated[str, typer.Option(help="itr (default), clip_benchmark (every caption), karpathy5 (first 5 captions), lavis (every caption; one matrix per direction).")] = "itr",
+    decode: Annotated[str, typer.Option(help="reference: every JPEG pixel, no EXIF turn, as the benchmarks' loaders; fast: reduced-size JPEG decoding as indexing does.")] = "reference",
+    ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95 % confidence intervals (images resampled), and a paired test of each run against the first on its dataset.")] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for --ci.")] = 1000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
     md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
@@ -326,6 +330,7 @@ def eval_(
     from ..encoders import load_encoder
     from ..eval import EvalOptions, LoadOptions, load_eval_dataset, run_eval
     from ..eval.galleries import needs_sparse
+    from ..eval.protocols import captions_for, get_protocol
     from ..eval.report import (
         LANGUAGE_COLUMNS,
         TERMINAL_COLUMNS,
@@ -336,10 +341,11 @@ def eval_(
         reports_json,
         terminal_header,
         terminal_tables,
+        uncertainty_lines,
         write_json,
         write_markdown,
     )
-    from ..eval.runner import check_index_kind
+    from ..eval.runner import add_comparisons, check_index_kind
 
     models = models or ["builtin"]
     indexes = indexes or ["exact"]
@@ -349,6 +355,12 @@ def eval_(
     with _errors():
         if tie not in ("pessimistic", "optimistic"):
             _fail(f"--tie must be 'pessimistic' or 'optimistic' (got '{tie}')")
+        if decode not in ("reference", "fast"):
+            _fail(f"--decode must be 'reference' or 'fast' (got '{decode}')")
+        if ci and resamples < 10:
+            _fail(f"--resamples must be at least 10 (got {resamples})")
+        chosen = get_protocol(protocol)
+        max_captions = captions_for(chosen, max_captions)
         for kind in indexes:
             check_index_kind(kind)
         if plot_path is not None:
@@ -356,7 +368,8 @@ def eval_(
         load = LoadOptions(split=split, images_root=str(images_root) if images_root else None,
                            skip_missing=skip_missing, max_captions=max_captions)
         options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
-                              tie=tie, seed=seed)  # type: ignore[arg-type]
+                              tie=tie, seed=seed, decode=decode, protocol=chosen.name,  # type: ignore[arg-type]
+                              ci_resamples=resamples if ci else 0)
         loaded = []
         for spec in datasets:
             with _progress(f"preparing {spec}", not quiet) as progress:
@@ -372,6 +385,8 @@ def eval_(
                 with _progress(f"{model} on {ds.name}", not quiet) as progress:
                     reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress,
                                             sparse=sparse))
+        if ci:
+            add_comparisons(reports, resamples=resamples, seed=seed)
         if json_path is not None and not to_stdout:
             write_json(reports, json_path)
         if md_path is not None:
@@ -400,6 +415,10 @@ def eval_(
             out.print(lt)
         if r["skipped_images"]:
             err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
+    for line in uncertainty_lines(reports):
+        out.print(line, markup=False)
+    if chosen.name != "itr":
+        err.print(f"protocol: {chosen.name} ({chosen.reproduces})")
     err.print(f"ties: {tie} (a wrong item with the same score ranks above the right one)"
               if tie == "pessimistic" else "ties: optimistic (only strictly better wrong items count)")
 

@@ -36,8 +36,10 @@ class EncodedBatch:
     errors: list[tuple[int, str]]
 
 
-def _prepare(encoder: Encoder, path: str | os.PathLike[str], max_pixels: int, hint: str | None) -> np.ndarray:
-    image = load_image(path, draft_size=encoder.draft_size, max_pixels=max_pixels, too_large_hint=hint)
+def _prepare(encoder: Encoder, path: str | os.PathLike[str], max_pixels: int, hint: str | None,
+             draft: bool, exif_transpose: bool) -> np.ndarray:
+    image = load_image(path, draft_size=encoder.draft_size if draft else None, max_pixels=max_pixels,
+                       too_large_hint=hint, exif_transpose=exif_transpose)
     return encoder.preprocess_image(image)
 
 
@@ -49,6 +51,8 @@ def encode_image_files(
     workers: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     too_large_hint: str | None = None,
+    draft: bool = True,
+    exif_transpose: bool = True,
 ) -> Iterator[EncodedBatch]:
     """Encode image files in order, yielding one EncodedBatch per ``batch_size`` inputs.
 
@@ -59,6 +63,10 @@ def encode_image_files(
         workers: decode threads (default: number of CPUs, at most 4).
         max_pixels: decompression-bomb limit passed to load_image.
         too_large_hint: how to raise that limit, for the message of an image above it.
+        draft: decode JPEGs at a reduced size still at least the model's input (fast; indexing).
+            False decodes every pixel and lets the model's preprocessing resize, as the benchmarks'
+            reference loaders do (evaluation).
+        exif_transpose: apply the EXIF orientation (see ``load_image``).
     """
     workers = workers or min(4, os.cpu_count() or 1)
     lookahead = max(2 * batch_size, 4 * workers)
@@ -69,7 +77,8 @@ def encode_image_files(
         def fill() -> None:
             nonlocal next_submit
             while next_submit < len(paths) and len(pending) < lookahead:
-                pending.append(pool.submit(_prepare, encoder, paths[next_submit], max_pixels, too_large_hint))
+                pending.append(pool.submit(_prepare, encoder, paths[next_submit], max_pixels, too_large_hint,
+                                               draft, exif_transpose))
                 next_submit += 1
 
         fill()

@@ -7,12 +7,18 @@ Conventions (also in the README):
 - Ranks are 1-based. **i2t**: an image's rank is the best rank among its own captions, i.e.
   ``1 + #{captions of other images scoring >= its best own caption}``. **t2i**: a caption's rank is
   the rank of its own image, ``1 + #{other images scoring >= its own image}``.
-- **Ties** count against the query (``tie="pessimistic"``, the default): a wrong item with the same
-  score as the right one (within ``TIE_TOLERANCE``) ranks above it. Models that give many items identical vectors
-  therefore cannot score well by luck of the sort order. ``tie="optimistic"`` (only strictly better
-  wrong items count) is available for comparison with code that sorts and takes the first position.
+- **Ties** are exact: two scores tie only when they are equal. They count against the query
+  (``tie="pessimistic"``, the default): a wrong item with the same score as the right one ranks
+  above it, so models that give many items identical vectors cannot score well by luck of the sort
+  order. ``tie="optimistic"`` counts only strictly better wrong items. The reference codes break
+  ties by their sort order, so their figures lie between the two: the pair is the *tie band*.
+- Scores computed here from embeddings are **deterministic** (``deterministic_scores``): the same two
+  vectors give bit-identical scores wherever they sit in the matrix, so identical vectors tie exactly
+  and nothing needs a tolerance (a float32 BLAS product differs by ~1e-7 between positions).
 - ``R@K`` is the percentage (0-100) of queries whose rank is <= K; RSUM is the sum of R@1/5/10 of
-  both directions (0-600). Median and mean rank are over the same ranks.
+  both directions (0-600). The median rank follows the field's convention (VSE++, SCAN, open_clip:
+  ``floor(median(0-based rank)) + 1``, i.e. the 1-based median rounded down: 1.0 where a plain median
+  would give 1.5); the mean rank is the plain mean.
 """
 
 from __future__ import annotations
@@ -49,19 +55,26 @@ def _check(scores: np.ndarray, text_image: np.ndarray, *, need_captions: bool) -
     return scores, _check_text_image(*scores.shape, text_image, need_captions=need_captions)
 
 
-TIE_TOLERANCE = 1e-6
-"""Scores closer than this (relative to the score, at least absolute) are ties. Identical float32
-vectors do not always get bit-identical dot products: BLAS kernels round differently depending on
-where a row falls in a block, by ~1e-7. Without a tolerance, "tied" would depend on that noise."""
+def deterministic_scores(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` as float32 scores that depend only on the two vectors of each pair.
+
+    A float32 BLAS product rounds the same pair differently depending on where its row falls in a
+    kernel block (by ~1e-7), so identical vectors would not tie and "tied" would depend on that
+    noise. The products of two float32 numbers are exact in float64, their sum in float64 is off by
+    ~1e-16, and rounding that to float32 gives the correctly rounded score except when the float64
+    sum lies within ~1e-16 of a float32 rounding boundary (about one pair in 10^8 even then, and
+    only for pairs that are not identical: identical inputs get identical float64 sums here). About
+    3x the time of a float32 product, which is small beside encoding.
+    """
+    return (np.asarray(a, dtype=np.float64) @ np.asarray(b, dtype=np.float64).T).astype(np.float32)
 
 
 def _counts(other: np.ndarray, own: np.ndarray, exclude: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query: how many wrong items score clearly above the right one, and how many tie with it."""
+    """Per query: how many wrong items score strictly above the right one, and how many equal it."""
     if np.isnan(other).any():
         raise ValueError("scores contain NaN: ranks would be meaningless")
-    tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(own))
-    greater = (other > own + tol) & ~exclude
-    tied = (np.abs(other - own) <= tol) & ~exclude
+    greater = (other > own) & ~exclude
+    tied = (other == own) & ~exclude
     return greater.sum(axis=axis).astype(np.int64), tied.sum(axis=axis).astype(np.int64)
 
 
@@ -120,6 +133,28 @@ class RankCounts:
         return _ranks(self.i2t_greater, self.i2t_tied, tie), _ranks(self.t2i_greater, self.t2i_tied, tie)
 
 
+def rank_counts_from_scores(scores: np.ndarray, text_image: np.ndarray, *,
+                            t2i_scores: np.ndarray | None = None) -> RankCounts:
+    """Rank counts both ways from score matrices, compared exactly as given.
+
+    Args:
+        scores: ``(n_images, n_texts)``; both directions unless ``t2i_scores`` is given.
+        text_image: own image of each text (every image needs a caption).
+        t2i_scores: ``(n_texts, n_images)`` (LAVIS's ``score_matrix_t2i``): the t2i ranks come from it,
+            and ``scores`` then plays LAVIS's ``score_matrix_i2t``.
+    """
+    scores, text_image = _check(scores, text_image, need_captions=True)
+    i2t = _i2t_counts(scores, text_image)
+    if t2i_scores is None:
+        t2i = _t2i_counts(scores, text_image)
+    else:
+        t2i_scores = np.asarray(t2i_scores)
+        if t2i_scores.shape != scores.shape[::-1]:
+            raise ValueError(f"t2i_scores must be (n_texts, n_images) = {scores.shape[::-1]}, got {t2i_scores.shape}")
+        t2i = _t2i_counts(t2i_scores.T, text_image)
+    return RankCounts(*i2t, *t2i)
+
+
 def rank_counts_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
                                 chunk: int = 2048) -> RankCounts:
     """Rank counts both ways for dot-product scores, computed in blocks to bound memory.
@@ -130,9 +165,10 @@ def rank_counts_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, tex
     image_emb = np.asarray(image_emb, dtype=np.float32)
     text_emb = np.asarray(text_emb, dtype=np.float32)
     text_image = _check_text_image(len(image_emb), len(text_emb), text_image, need_captions=True)
-    t2i = [_t2i_counts(image_emb @ text_emb[s : s + chunk].T, text_image[s : s + chunk])
+    t2i = [_t2i_counts(deterministic_scores(image_emb, text_emb[s : s + chunk]), text_image[s : s + chunk])
            for s in range(0, len(text_emb), chunk)]
-    i2t = [_i2t_counts(image_emb[s : s + chunk] @ text_emb.T, text_image, s) for s in range(0, len(image_emb), chunk)]
+    i2t = [_i2t_counts(deterministic_scores(image_emb[s : s + chunk], text_emb), text_image, s)
+           for s in range(0, len(image_emb), chunk)]
 
     def cat(parts: list[tuple[np.ndarray, np.ndarray]], i: int) -> np.ndarray:
         return np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
@@ -162,10 +198,16 @@ def summarize(ranks: np.ndarray, ks: Iterable[int] = DEFAULT_KS) -> dict[str, fl
     """
     ranks = np.asarray(ranks, dtype=np.float64)
     out: dict[str, float | None] = {f"R@{k}": recall_at_k(ranks, k) for k in ks}
-    median = float(np.median(ranks))
+    median = median_rank(ranks)
     out["median_rank"] = median if np.isfinite(median) else None
     out["mean_rank"] = float(np.mean(ranks)) if np.isfinite(ranks).all() else None
     return out
+
+
+def median_rank(ranks: np.ndarray) -> float:
+    """The field's median rank of 1-based ranks: ``floor(median(rank - 1)) + 1`` (VSE++ ``medr``,
+    open_clip ``median_rank``), so ranks 1 and 2 give 1.0, not 1.5. ``inf`` if it cannot be known."""
+    return float(np.floor(np.median(np.asarray(ranks, dtype=np.float64) - 1.0)) + 1.0)
 
 
 def ranks_from_topk(ids: np.ndarray, text_image: np.ndarray, direction: Literal["i2t", "t2i"]) -> np.ndarray:

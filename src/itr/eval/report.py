@@ -90,6 +90,29 @@ def terminal_tables(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[l
     return list(groups.items())
 
 
+def _range(pair: Sequence[float]) -> str:
+    return f"[{pair[0]:.1f}, {pair[1]:.1f}]"
+
+
+def uncertainty_lines(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per run with confidence intervals, and its paired test against the first run of its
+    dataset (``--ci``); nothing when no run has them."""
+    lines = []
+    for r in reports:
+        ci = r.get("ci")
+        if not ci:
+            continue
+        run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
+        line = (f"{r['dataset']} · {run}: {100 * ci['level']:.0f} % CI ({ci['resamples']} image resamples) "
+                f"RSUM {_range(ci['rsum'])}, t2i R@1 {_range(ci['t2i']['R@1'])}, i2t R@1 {_range(ci['i2t']['R@1'])}")
+        cmp = r.get("compared_to")
+        if cmp:
+            line += (f"; vs {cmp['baseline']}: RSUM {cmp['rsum_difference']:+.1f} {_range(cmp['rsum_difference_ci'])}, "
+                     + (f"p < {1 / cmp['resamples']:.3g}" if cmp["p_value"] == 0 else f"p = {cmp['p_value']:.3f}"))
+        lines.append(line)
+    return lines
+
+
 def language_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for lang, m in report.get("per_language", {}).items():
@@ -124,8 +147,12 @@ def to_markdown(reports: Sequence[dict[str, Any]]) -> str:
     """A comparison table (recall in %, ties counted against the query), plus per-language tables."""
     lines = _md_table(COLUMNS, table_rows(reports))
     tie = {r.get("tie_rule") for r in reports}
-    lines += ["", f"Recall in %; ties: {', '.join(sorted(t for t in tie if t))}; query ms: one text query, "
-              "top-10 images, embedding excluded."]
+    protocols = sorted({r.get("protocol") or "itr" for r in reports})
+    lines += ["", f"Recall in %; protocol: {', '.join(protocols)}; ties: {', '.join(sorted(t for t in tie if t))}; "
+              "query ms: one text query, top-10 images, embedding excluded."]
+    ci = uncertainty_lines(reports)
+    if ci:
+        lines += ["", *(f"- {line}" for line in ci)]
     for r in reports:
         if "per_language" not in r:
             continue

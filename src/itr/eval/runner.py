@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,16 +21,28 @@ from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
 from ..errors import InputError
 from ..images import DEFAULT_MAX_PIXELS
-from . import metrics
+from . import metrics, uncertainty
 from .datasets import CaptionTable, EvalDataset
 from .galleries import ExactGallery, Gallery, check_index_kind, make_gallery, needs_sparse
+from .protocols import DEFAULT_PROTOCOL, get_protocol
 
 CURVE_MAX_K = 50
 
 
+Decode = Literal["reference", "fast"]
+
+
 @dataclass(frozen=True, slots=True)
 class EvalOptions:
-    """Knobs of a run. ``skip_missing`` also covers images that exist but cannot be decoded."""
+    """Knobs of a run. ``skip_missing`` also covers images that exist but cannot be decoded.
+
+    ``decode``: ``reference`` (default) feeds the model's preprocessing what the benchmarks'
+    reference loaders feed it: every pixel of a JPEG, no EXIF turn. ``fast`` decodes JPEGs at a
+    reduced size as indexing does (several times faster on large photos; figures move slightly).
+    ``protocol``: a name in ``protocols.PROTOCOLS`` (the report names it; the caption rule it implies
+    is applied when the dataset is loaded). ``ci_resamples``: bootstrap resamples for confidence
+    intervals (0: none).
+    """
 
     batch_size: int = 32
     workers: int | None = None
@@ -41,6 +53,9 @@ class EvalOptions:
     latency_queries: int = 200
     latency_k: int = 10
     rank_depth: int = 100
+    decode: Decode = "reference"
+    protocol: str = DEFAULT_PROTOCOL
+    ci_resamples: int = 0
 
 
 @dataclass(frozen=True)
@@ -59,14 +74,18 @@ def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions 
                    progress: ProgressFn | None = None) -> EncodedDataset:
     """Encode every image and caption. Unreadable images are an error unless ``skip_missing``."""
     options = options or EvalOptions()
+    if options.decode not in ("reference", "fast"):
+        raise InputError(f"decode must be 'reference' or 'fast', got '{options.decode}'")
     paths = dataset.image_paths
     total = len(paths) + dataset.n_texts()
     done = 0
     chunks: list[np.ndarray] = []
     failed: list[tuple[int, str]] = []
     start = time.perf_counter()
+    reference = options.decode == "reference"
     for batch in encode_image_files(encoder, paths, batch_size=options.batch_size, workers=options.workers,
-                                    max_pixels=options.max_pixels):
+                                    max_pixels=options.max_pixels, draft=not reference,
+                                    exif_transpose=not reference):
         chunks.append(batch.embeddings)
         failed.extend(batch.errors)
         done += len(batch.indices) + len(batch.errors)
@@ -102,15 +121,19 @@ class DirectionRanks:
     t2i: np.ndarray
     tied_i2t: float | None  # None: the index's own order decided (approximate kinds)
     tied_t2i: float | None
+    counts: metrics.RankCounts | None = None  # exact kinds: both tie rules follow from it
 
 
 def rank_both(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
               tie: metrics.Tie = "pessimistic") -> DirectionRanks:
     """Ranks both ways under ``tie``, plus the share of queries whose rank the tie rule decided."""
-    counts = metrics.rank_counts_from_embeddings(image_emb, text_emb, text_image)
+    return _from_counts(metrics.rank_counts_from_embeddings(image_emb, text_emb, text_image), tie)
+
+
+def _from_counts(counts: metrics.RankCounts, tie: metrics.Tie) -> DirectionRanks:
     i2t, t2i = counts.ranks(tie)
     return DirectionRanks(i2t, t2i, float(100.0 * np.mean(counts.i2t_tied > 0)),
-                          float(100.0 * np.mean(counts.t2i_tied > 0)))
+                          float(100.0 * np.mean(counts.t2i_tied > 0)), counts)
 
 
 def retrieval_metrics(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray) -> dict[str, Any]:
@@ -119,19 +142,47 @@ def retrieval_metrics(i2t_ranks: np.ndarray, t2i_ranks: np.ndarray) -> dict[str,
     return {"i2t": i2t, "t2i": t2i, "rsum": metrics.rsum(i2t, t2i)}
 
 
-def evaluate_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
-                        tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
-    """Recall@K both ways from precomputed (normalised) embeddings: the API for your own encoders."""
-    r = rank_both(image_emb, text_emb, text_image, tie)
+def tie_band(counts: metrics.RankCounts) -> dict[str, Any]:
+    """R@K both ways and RSUM under both tie rules: a reference code that breaks ties by its sort
+    order lands between them (identical when no query has a tie)."""
+    band = {}
+    for rule in ("optimistic", "pessimistic"):
+        m = retrieval_metrics(*counts.ranks(rule))  # type: ignore[arg-type]
+        band[rule] = {d: {k: v for k, v in m[d].items() if k.startswith("R@")} for d in ("i2t", "t2i")}
+        band[rule]["rsum"] = m["rsum"]
+    return band
+
+
+def _scores_report(r: DirectionRanks) -> dict[str, Any]:
     out = retrieval_metrics(r.i2t, r.t2i)
     out["tied_queries_percent"] = {"i2t": r.tied_i2t, "t2i": r.tied_t2i}
+    if r.counts is not None:
+        out["tie_band"] = tie_band(r.counts)
     return out
 
 
-def evaluate_scores(scores: np.ndarray, text_image: np.ndarray, *, tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
-    """Recall@K both ways from a ``(n_images, n_texts)`` score matrix (e.g. from a cross-encoder)."""
-    return retrieval_metrics(metrics.i2t_ranks(scores, text_image, tie=tie),
-                             metrics.t2i_ranks(scores, text_image, tie=tie))
+def evaluate_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
+                        tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
+    """Recall@K both ways from precomputed (normalised) embeddings: the API for your own encoders.
+
+    Scores are computed deterministically (``metrics.deterministic_scores``) and ties counted exactly.
+    """
+    return _scores_report(rank_both(image_emb, text_emb, text_image, tie))
+
+
+def evaluate_scores(scores: np.ndarray, text_image: np.ndarray, *, t2i_scores: np.ndarray | None = None,
+                    tie: metrics.Tie = "pessimistic") -> dict[str, Any]:
+    """Recall@K both ways from score matrices, compared exactly as given (ties: equal values).
+
+    Args:
+        scores: ``(n_images, n_texts)``; ranks both directions unless ``t2i_scores`` is given.
+        text_image: index of the image each text describes.
+        t2i_scores: ``(n_texts, n_images)``, LAVIS's ``score_matrix_t2i``: text-to-image ranks come
+            from it and ``scores`` is then LAVIS's ``score_matrix_i2t`` (the ``lavis`` protocol, for
+            re-rankers, which score each direction's own candidates).
+    """
+    counts = metrics.rank_counts_from_scores(scores, text_image, t2i_scores=t2i_scores)
+    return _scores_report(_from_counts(counts, tie))
 
 
 def _mean_dicts(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -214,8 +265,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
                                   options, sparse)
         text_bytes += nbytes
         ranks_by_lang[lang] = r
-        per_lang[lang] = retrieval_metrics(r.i2t, r.t2i)
-        per_lang[lang]["tied_queries_percent"] = {"i2t": r.tied_i2t, "t2i": r.tied_t2i}
+        per_lang[lang] = _scores_report(r)
     # Several languages: headline numbers are the mean over languages (each ranks the same images).
     top = per_lang[ds.languages[0]] if len(ds.languages) == 1 else _mean_dicts(list(per_lang.values()))
     n_img, n_txt = len(encoded.image_emb), len(table.texts)
@@ -223,6 +273,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         "dataset": ds.name, "split": ds.split, "model": encoded.model["spec"], "index": index_kind,
         "n_images": n_img, "n_texts": n_txt,
         "i2t": top["i2t"], "t2i": top["t2i"], "rsum": top["rsum"],
+        "protocol": get_protocol(options.protocol).name,
         "tie_rule": options.tie if gallery.exact else "index order",
         "tied_queries_percent": top["tied_queries_percent"],
         "encode_seconds": encoded.image_seconds + encoded.text_seconds,
@@ -238,6 +289,16 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         "versions": package_versions(), "machine": machine(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if gallery.exact:
+        report["tie_band"] = top["tie_band"]
+    if options.ci_resamples:
+        languages = [uncertainty.LanguageRanks(ranks_by_lang[lg].i2t, ranks_by_lang[lg].t2i, table.image[table.lang == lg])
+                     for lg in ds.languages]
+        report["ci"] = uncertainty.confidence_intervals(languages, resamples=options.ci_resamples, seed=options.seed)
+        # Per-query ranks, so that two saved runs can be compared later (``compare_reports``).
+        report["ranks"] = {lg: {"i2t": _rank_list(r.i2t), "t2i": _rank_list(ranks_by_lang[lg].t2i),
+                                "text_image": r.text_image.tolist()}
+                           for lg, r in zip(ds.languages, languages, strict=True)}
     if not gallery.exact:
         report["recall10_vs_exact"] = _recall_vs_exact(gallery, encoded.image_emb, encoded.text_emb)
     if ds.multilingual:
@@ -245,6 +306,54 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         report["per_language"] = per_lang
         report["mrv"] = _mrv(ds, ranks_by_lang, table)
     return report
+
+
+def _rank_list(ranks: np.ndarray) -> list[int | None]:
+    """Ranks as JSON: integers, None where the right item was beyond an approximate kind's depth."""
+    return [int(r) if np.isfinite(r) else None for r in np.asarray(ranks, dtype=np.float64)]
+
+
+def _saved_ranks(report: dict[str, Any]) -> list[uncertainty.LanguageRanks]:
+    if "ranks" not in report:
+        raise InputError(f"run {report.get('model')} on {report.get('dataset')} has no per-query ranks: "
+                         "evaluate it with confidence intervals (--ci) to compare it")
+
+    def arr(values: list[int | None]) -> np.ndarray:
+        return np.array([np.inf if v is None else v for v in values], dtype=np.float64)
+
+    return [uncertainty.LanguageRanks(arr(r["i2t"]), arr(r["t2i"]), np.asarray(r["text_image"], dtype=np.int64))
+            for r in report["ranks"].values()]
+
+
+def compare_reports(baseline: dict[str, Any], other: dict[str, Any], *,
+                    resamples: int = uncertainty.DEFAULT_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Paired bootstrap of ``other`` against ``baseline`` (two runs of one dataset, with ``ranks``)."""
+    if (baseline["dataset"], baseline.get("split")) != (other["dataset"], other.get("split")):
+        raise InputError(f"cannot compare runs of different datasets ({baseline['dataset']} and {other['dataset']})")
+    try:
+        out = uncertainty.paired_test(_saved_ranks(baseline), _saved_ranks(other), resamples=resamples, seed=seed)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    return {"baseline": run_name(baseline), **out}
+
+
+def run_name(report: dict[str, Any]) -> str:
+    """``model`` or ``model · index`` (how tables name a run)."""
+    return report["model"] if report.get("index", "exact") == "exact" else f"{report['model']} · {report['index']}"
+
+
+def add_comparisons(reports: list[dict[str, Any]], *, resamples: int = uncertainty.DEFAULT_RESAMPLES,
+                    seed: int = 0) -> None:
+    """Each run with ranks gets ``compared_to``: the paired test against the first run of its dataset."""
+    first: dict[tuple[str, Any], dict[str, Any]] = {}
+    for r in reports:
+        if "ranks" not in r:
+            continue
+        key = (r["dataset"], r.get("split"))
+        if key not in first:
+            first[key] = r
+        else:
+            r["compared_to"] = compare_reports(first[key], r, resamples=resamples, seed=seed)
 
 
 def _recall_vs_exact(gallery: Gallery, images: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
