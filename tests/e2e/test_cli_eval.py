@@ -158,3 +158,24 @@ def test_protocols_pick_the_captions_and_ci_compares_runs(tmp_path: Path) -> Non
 def test_protocol_and_ci_bad_options(args: list[str], message: str) -> None:
     code, stdout, stderr = itr("eval", "emoji:en", *args, "-q")
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+def test_matching_set_through_the_cli(tmp_path: Path) -> None:
+    """A Winoground folder in its public format: a matching table, chance levels, JSON keys."""
+    wino = tmp_path / "wino"
+    for name, color in {"a0": "red", "a1": "green", "b0": "blue", "b1": "yellow"}.items():
+        solid_image(wino / "images" / f"{name}.png", color, size=(96, 96))
+    (wino / "examples.jsonl").write_text(
+        json.dumps({"id": 0, "image_0": "a0", "image_1": "a1", "caption_0": "a red square", "caption_1": "a green square",
+                    "collapsed_tag": "Object"}) + "\n"
+        + json.dumps({"id": 1, "image_0": "b0", "image_1": "b1", "caption_0": "a blue square",
+                      "caption_1": "a yellow square", "collapsed_tag": "Object"}) + "\n")
+    out = tmp_path / "m.json"
+    code, stdout, stderr = itr("eval", f"winoground:{wino}", "-m", "builtin:conse", "--json", out, "--md",
+                               tmp_path / "m.md", "-q")
+    assert code == 0, stderr
+    report = json.loads(out.read_text())
+    assert report["task"] == "matching" and report["n_groups"] == 2
+    assert report["kinds"]["Object"]["chance"]["text_score"] == 25.0
+    assert set(report["overall"]) >= {"i2t_accuracy", "t2i_accuracy", "text_score", "image_score", "group_score"}
+    assert "matching within groups" in stdout and "| Object |" in (tmp_path / "m.md").read_text()

@@ -305,7 +305,7 @@ def models() -> None:
 @app.command("eval")
 def eval_(
     datasets: Annotated[list[str], typer.Argument(
-        metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart.")],
+        metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart, gcompris[-photos|-drawings][:LANG,...], tuxpaint; matching sets: emoji-attributes[:LANG], sugarcrepe:FOLDER, winoground:FOLDER.")],
     models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
     indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, auto, hnsw, ivf-flat, ivf-sq8, ivf-pq, opq-ivf-pq, sq8, sq-fp16 (as itr index --index builds them), faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64), sparse[@max_postings=N], hybrid[:rescore|rrf|weighted][@candidates=N].")] = None,
     sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse/hybrid kinds (default: the model's shipped one).")] = None,
@@ -333,9 +333,11 @@ def eval_(
     from ..eval.protocols import captions_for, get_protocol
     from ..eval.report import (
         LANGUAGE_COLUMNS,
+        MATCHING_COLUMNS,
         TERMINAL_COLUMNS,
         check_plot_path,
         language_rows,
+        matching_rows,
         mrv_text,
         plot_recall,
         reports_json,
@@ -370,10 +372,16 @@ def eval_(
         options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
                               tie=tie, seed=seed, decode=decode, protocol=chosen.name,  # type: ignore[arg-type]
                               ci_resamples=resamples if ci else 0)
-        loaded = []
+        from ..eval.matching import is_matching_spec, load_matching_set, run_matching
+
+        loaded, matching = [], []
         for spec in datasets:
             with _progress(f"preparing {spec}", not quiet) as progress:
-                loaded.append(load_eval_dataset(spec, load, progress=progress))
+                if is_matching_spec(spec):
+                    matching.append(load_matching_set(spec, images_root=str(images_root) if images_root else None,
+                                                      skip_missing=skip_missing, progress=progress))
+                else:
+                    loaded.append(load_eval_dataset(spec, load, progress=progress))
         for model in models:
             encoder = _with_spinner(f"loading model {model}", lambda m=model: load_encoder(m), quiet)
             sparse = None
@@ -385,6 +393,10 @@ def eval_(
                 with _progress(f"{model} on {ds.name}", not quiet) as progress:
                     reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress,
                                             sparse=sparse))
+            for ms in matching:
+                with _progress(f"{model} on {ms.name}", not quiet) as progress:
+                    reports.append(run_matching(ms, encoder, batch_size=batch_size, workers=workers,
+                                                skip_missing=skip_missing, seed=seed, progress=progress))
         if ci:
             add_comparisons(reports, resamples=resamples, seed=seed)
         if json_path is not None and not to_stdout:
@@ -404,6 +416,14 @@ def eval_(
             table.add_row(*row)
         out.print(table)
     for r in reports:
+        if r.get("task") == "matching":
+            mt = Table(title=f"{r['dataset']} · {r['model']}: matching within groups (%, ties wrong)",
+                       title_justify="left", box=box.SIMPLE_HEAD)
+            for i, col in enumerate(MATCHING_COLUMNS):
+                mt.add_column(col, justify="left" if i == 0 else "right")
+            for row in matching_rows(r):
+                mt.add_row(*row)
+            out.print(mt)
         if "per_language" in r:
             run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
             lt = Table(title=f"{r['dataset']} · {run}: per language ({mrv_text(r['mrv'])})",
@@ -413,7 +433,7 @@ def eval_(
             for row in language_rows(r):
                 lt.add_row(*row)
             out.print(lt)
-        if r["skipped_images"]:
+        if r.get("skipped_images"):
             err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
     for line in uncertainty_lines(reports):
         out.print(line, markup=False)

@@ -48,10 +48,33 @@ COLUMNS = ("dataset", "model", "index", "images", "texts", "i2t R@1", "i2t R@5",
            "R@10 vs exact")
 
 
+def retrieval_reports(reports: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Recall@K runs (matching-set runs have their own tables)."""
+    return [r for r in reports if r.get("task", "retrieval") == "retrieval"]
+
+
+MATCHING_COLUMNS = ("kind", "groups", "i2t acc", "t2i acc", "text", "image", "group",
+                    "chance i2t/t2i/group", "trained on")
+
+
+def matching_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per kind of a matching-set run, then the mean over kinds (percent)."""
+    rows = []
+    for kind, m in [*report["kinds"].items(), ("mean", {**report["overall"], "groups": report["n_groups"],
+                                                        "groups_with_trained_images": None})]:
+        c = m["chance"]
+        trained = m.get("groups_with_trained_images")
+        rows.append([kind, str(m["groups"]), _num(m["i2t_accuracy"]), _num(m["t2i_accuracy"]), _num(m["text_score"]),
+                     _num(m["image_score"]), _num(m["group_score"]),
+                     f"{_num(c['i2t_accuracy'])}/{_num(c['t2i_accuracy'])}/{_num(c['group_score'])}",
+                     "–" if trained is None else f"{trained} groups"])
+    return rows
+
+
 def table_rows(reports: Sequence[dict[str, Any]]) -> list[list[str]]:
     """One row per report, cells already formatted (shared by Markdown and the terminal table)."""
     rows = []
-    for r in reports:
+    for r in retrieval_reports(reports):
         i2t, t2i = r["i2t"], r["t2i"]
         rows.append([
             r["dataset"] + (f" ({r['split']})" if r.get("split") else ""), r["model"], r["index"],
@@ -81,7 +104,7 @@ def terminal_tables(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[l
     fits an 80-column terminal.
     """
     groups: dict[str, list[list[str]]] = {}
-    for r in reports:
+    for r in retrieval_reports(reports):
         title = r["dataset"] + (f" ({r['split']}, {r['n_images']} images, {r['n_texts']} texts)")
         run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
         rec = ["/".join(_num(r[d][f"R@{k}"]) for k in (1, 5, 10)) for d in ("i2t", "t2i")]
@@ -145,7 +168,15 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]], text_column
 
 def to_markdown(reports: Sequence[dict[str, Any]]) -> str:
     """A comparison table (recall in %, ties counted against the query), plus per-language tables."""
-    lines = _md_table(COLUMNS, table_rows(reports))
+    matching = [r for r in reports if r.get("task") == "matching"]
+    reports = retrieval_reports(reports)
+    lines: list[str] = []
+    for r in matching:
+        lines += [f"**{r['dataset']} · {r['model']}**: matching within groups (%, ties wrong)", ""]
+        lines += _md_table(MATCHING_COLUMNS, matching_rows(r), text_columns=1) + [""]
+    if not reports:
+        return "\n".join(lines)
+    lines += _md_table(COLUMNS, table_rows(reports))
     tie = {r.get("tie_rule") for r in reports}
     protocols = sorted({r.get("protocol") or "itr" for r in reports})
     lines += ["", f"Recall in %; protocol: {', '.join(protocols)}; ties: {', '.join(sorted(t for t in tie if t))}; "
@@ -174,6 +205,9 @@ def plot_recall(reports: Sequence[dict[str, Any]], path: str | os.PathLike[str])
 
     import matplotlib.pyplot as plt
 
+    reports = retrieval_reports(reports)
+    if not reports:
+        raise InputError("--plot draws Recall@K curves: no retrieval dataset was evaluated")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, direction, title in zip(axes, ("i2t", "t2i"), ("image → text", "text → image"), strict=True):
         for r in reports:
