@@ -202,3 +202,27 @@ def test_protocol_tie_band_and_ci_in_the_report(flickr: EvalDataset) -> None:
     json.dumps(report, allow_nan=False)  # the ranks and intervals are plain JSON
     with pytest.raises(UnknownNameError, match="valid: itr, clip_benchmark, karpathy5, lavis"):
         run_eval(flickr, ColorEncoder(), options=EvalOptions(protocol="coco"))
+
+
+def test_failures_list_the_worst_queries_with_a_contact_sheet(tmp_path: Path) -> None:
+    from itr.eval.failures import write_failures
+
+    for name, color in {"r.png": "red", "g.png": "green", "b.png": "blue", "y.png": "yellow"}.items():
+        solid_image(tmp_path / name, color)
+    # "a ripe tomato" names no colour: the ColorEncoder cannot find r.png from it.
+    (tmp_path / "d.jsonl").write_text('{"image": "r.png", "captions": ["a ripe tomato"]}\n'
+                                      '{"image": "g.png", "captions": ["green"]}\n'
+                                      '{"image": "b.png", "captions": ["blue"]}\n'
+                                      '{"image": "y.png", "captions": ["yellow"]}\n')
+    ds = load_eval_dataset(f"jsonl:{tmp_path / 'd.jsonl'}")
+    [report] = run_eval(ds, ColorEncoder(), options=EvalOptions(latency_queries=2, failures=3))
+    t2i = report["failures"]["t2i"]
+    assert [f["query"] for f in t2i] == ["a ripe tomato"]  # the queries found first are not failures
+    assert t2i[0]["rank"] > 1 and t2i[0]["right"].endswith("r.png") and len(t2i[0]["top"]) == 4
+    assert t2i[0]["top"][0]["score"] >= t2i[0]["right_score"]
+    i2t = report["failures"]["i2t"]
+    assert i2t and i2t[0]["image"].endswith("r.png") and i2t[0]["captions"] == ["a ripe tomato"]
+    md, png = write_failures(report, tmp_path / "out")
+    assert "| a ripe tomato |" in md.read_text() and "![contact sheet](" in md.read_text()
+    with Image.open(png) as sheet:
+        assert sheet.format == "PNG" and sheet.height >= 100

@@ -318,6 +318,8 @@ def eval_(
     decode: Annotated[str, typer.Option(help="reference: every JPEG pixel, no EXIF turn, as the benchmarks' loaders; fast: reduced-size JPEG decoding as indexing does.")] = "reference",
     ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95 % confidence intervals (images resampled), and a paired test of each run against the first on its dataset.")] = False,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for --ci.")] = 1000,
+    failures: Annotated[int, typer.Option(help="Write the N worst queries each way with their top results (Markdown and a contact-sheet PNG per run).")] = 0,
+    failures_dir: Annotated[Path, typer.Option(help="Folder for the --failures files.")] = Path("failures"),
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
     md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
@@ -359,6 +361,8 @@ def eval_(
             _fail(f"--tie must be 'pessimistic' or 'optimistic' (got '{tie}')")
         if decode not in ("reference", "fast"):
             _fail(f"--decode must be 'reference' or 'fast' (got '{decode}')")
+        if failures < 0:
+            _fail(f"--failures must be 0 or more (got {failures})")
         if ci and resamples < 10:
             _fail(f"--resamples must be at least 10 (got {resamples})")
         chosen = get_protocol(protocol)
@@ -371,7 +375,7 @@ def eval_(
                            skip_missing=skip_missing, max_captions=max_captions)
         options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
                               tie=tie, seed=seed, decode=decode, protocol=chosen.name,  # type: ignore[arg-type]
-                              ci_resamples=resamples if ci else 0)
+                              ci_resamples=resamples if ci else 0, failures=failures)
         from ..eval.matching import is_matching_spec, load_matching_set, run_matching
 
         loaded, matching = [], []
@@ -399,6 +403,13 @@ def eval_(
                                                 skip_missing=skip_missing, seed=seed, progress=progress))
         if ci:
             add_comparisons(reports, resamples=resamples, seed=seed)
+        if failures:
+            from ..eval.failures import write_failures
+
+            for r in reports:
+                if "failures" in r:
+                    md_file, _ = write_failures(r, failures_dir)
+                    r["failures_files"] = str(md_file)
         if json_path is not None and not to_stdout:
             write_json(reports, json_path)
         if md_path is not None:
@@ -437,6 +448,9 @@ def eval_(
             err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
     for line in uncertainty_lines(reports):
         out.print(line, markup=False)
+    for r in reports:
+        if "failures_files" in r:
+            err.print(f"failures: {r['failures_files']} (and its contact sheet)")
     if chosen.name != "itr":
         err.print(f"protocol: {chosen.name} ({chosen.reproduces})")
     err.print(f"ties: {tie} (a wrong item with the same score ranks above the right one)"

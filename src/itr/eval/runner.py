@@ -41,7 +41,7 @@ class EvalOptions:
     reduced size as indexing does (several times faster on large photos; figures move slightly).
     ``protocol``: a name in ``protocols.PROTOCOLS`` (the report names it; the caption rule it implies
     is applied when the dataset is loaded). ``ci_resamples``: bootstrap resamples for confidence
-    intervals (0: none).
+    intervals (0: none). ``failures``: the worst queries to report each way (0: none).
     """
 
     batch_size: int = 32
@@ -56,6 +56,7 @@ class EvalOptions:
     decode: Decode = "reference"
     protocol: str = DEFAULT_PROTOCOL
     ci_resamples: int = 0
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,13 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         report["ranks"] = {lg: {"i2t": _rank_list(r.i2t), "t2i": _rank_list(ranks_by_lang[lg].t2i),
                                 "text_image": r.text_image.tolist()}
                            for lg, r in zip(ds.languages, languages, strict=True)}
+    if options.failures:
+        from .failures import find_failures
+
+        first = table.lang == ds.languages[0]
+        report["failures"] = find_failures(encoded.image_emb, encoded.text_emb[first], table.image[first],
+                                           [t for t, keep in zip(table.texts, first, strict=True) if keep],
+                                           list(ds.image_paths), options.failures)
     if not gallery.exact:
         report["recall10_vs_exact"] = _recall_vs_exact(gallery, encoded.image_emb, encoded.text_emb)
     if ds.multilingual:
