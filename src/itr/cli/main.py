@@ -320,6 +320,7 @@ def eval_(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for --ci.")] = 1000,
     failures: Annotated[int, typer.Option(help="Write the N worst queries each way with their top results (Markdown and a contact-sheet PNG per run).")] = 0,
     failures_dir: Annotated[Path, typer.Option(help="Folder for the --failures files.")] = Path("failures"),
+    perturb: Annotated[list[str] | None, typer.Option("--perturb", help="Robustness: evaluate again on perturbed images; repeat: jpeg[@quality=10], blur[@radius=3], downscale[@factor=4], crop[@keep=0.5], rotate[@degrees=30], typographic[@size=0.2] (another item's caption written on the image).")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
     md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
@@ -332,6 +333,7 @@ def eval_(
     from ..encoders import load_encoder
     from ..eval import EvalOptions, LoadOptions, load_eval_dataset, run_eval
     from ..eval.galleries import needs_sparse
+    from ..eval.perturb import parse_perturbation
     from ..eval.protocols import captions_for, get_protocol
     from ..eval.report import (
         LANGUAGE_COLUMNS,
@@ -343,6 +345,7 @@ def eval_(
         mrv_text,
         plot_recall,
         reports_json,
+        robustness_lines,
         terminal_header,
         terminal_tables,
         uncertainty_lines,
@@ -375,7 +378,10 @@ def eval_(
                            skip_missing=skip_missing, max_captions=max_captions)
         options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
                               tie=tie, seed=seed, decode=decode, protocol=chosen.name,  # type: ignore[arg-type]
-                              ci_resamples=resamples if ci else 0, failures=failures)
+                              ci_resamples=resamples if ci else 0, failures=failures,
+                              perturb=tuple(perturb or ()))
+        for spec in options.perturb:
+            parse_perturbation(spec)  # before minutes of encoding
         from ..eval.matching import is_matching_spec, load_matching_set, run_matching
 
         loaded, matching = [], []
@@ -447,6 +453,8 @@ def eval_(
         if r.get("skipped_images"):
             err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
     for line in uncertainty_lines(reports):
+        out.print(line, markup=False)
+    for line in robustness_lines(reports):
         out.print(line, markup=False)
     for r in reports:
         if "failures_files" in r:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from ..errors import BadImageError
 from ..images import DEFAULT_MAX_PIXELS, load_image
@@ -37,9 +38,12 @@ class EncodedBatch:
 
 
 def _prepare(encoder: Encoder, path: str | os.PathLike[str], max_pixels: int, hint: str | None,
-             draft: bool, exif_transpose: bool) -> np.ndarray:
+             draft: bool, exif_transpose: bool, transform: Callable[[Image.Image, int], Image.Image] | None,
+             position: int) -> np.ndarray:
     image = load_image(path, draft_size=encoder.draft_size if draft else None, max_pixels=max_pixels,
                        too_large_hint=hint, exif_transpose=exif_transpose)
+    if transform is not None:
+        image = transform(image, position)
     return encoder.preprocess_image(image)
 
 
@@ -53,6 +57,7 @@ def encode_image_files(
     too_large_hint: str | None = None,
     draft: bool = True,
     exif_transpose: bool = True,
+    transform: Callable[[Image.Image, int], Image.Image] | None = None,
 ) -> Iterator[EncodedBatch]:
     """Encode image files in order, yielding one EncodedBatch per ``batch_size`` inputs.
 
@@ -67,6 +72,7 @@ def encode_image_files(
             False decodes every pixel and lets the model's preprocessing resize, as the benchmarks'
             reference loaders do (evaluation).
         exif_transpose: apply the EXIF orientation (see ``load_image``).
+        transform: ``(image, position) -> image`` applied after decoding (robustness perturbations).
     """
     workers = workers or min(4, os.cpu_count() or 1)
     lookahead = max(2 * batch_size, 4 * workers)
@@ -78,7 +84,7 @@ def encode_image_files(
             nonlocal next_submit
             while next_submit < len(paths) and len(pending) < lookahead:
                 pending.append(pool.submit(_prepare, encoder, paths[next_submit], max_pixels, too_large_hint,
-                                               draft, exif_transpose))
+                                               draft, exif_transpose, transform, next_submit))
                 next_submit += 1
 
         fill()

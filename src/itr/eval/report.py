@@ -136,6 +136,21 @@ def uncertainty_lines(reports: Sequence[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def robustness_lines(reports: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per (run, perturbation): RSUM and t2i R@1 under it, and the drop from clean images."""
+    lines, seen = [], set()
+    for r in reports:
+        key = (r["dataset"], r["model"])
+        if not r.get("perturbations") or key in seen:
+            continue  # one per model and dataset: the figures are on exact scores, whatever the index
+        seen.add(key)
+        for spec, p in r["perturbations"].items():
+            lines.append(f"{r['dataset']} · {r['model']} · {spec}: RSUM {p['rsum']:.1f} (−{p['rsum_drop']:.1f}), "
+                         f"t2i R@1 {p['t2i']['R@1']:.1f} (−{p['t2i_r1_drop']:.1f}), "
+                         f"i2t R@1 {p['i2t']['R@1']:.1f} (−{p['i2t_r1_drop']:.1f})")
+    return lines
+
+
 def language_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for lang, m in report.get("per_language", {}).items():
@@ -184,6 +199,10 @@ def to_markdown(reports: Sequence[dict[str, Any]]) -> str:
     ci = uncertainty_lines(reports)
     if ci:
         lines += ["", *(f"- {line}" for line in ci)]
+    robust = robustness_lines(reports)
+    if robust:
+        lines += ["", "Robustness (exact scores; drop from clean images in parentheses):", "",
+                  *(f"- {line}" for line in robust)]
     for r in reports:
         if "per_language" not in r:
             continue

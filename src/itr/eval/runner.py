@@ -24,6 +24,8 @@ from ..images import DEFAULT_MAX_PIXELS
 from . import metrics, uncertainty
 from .datasets import CaptionTable, EvalDataset
 from .galleries import ExactGallery, Gallery, check_index_kind, make_gallery, needs_sparse
+from .perturb import Perturbation, make_transform, parse_perturbation, wrong_captions_for
+from .perturb import describe as describe_perturbation
 from .protocols import DEFAULT_PROTOCOL, get_protocol
 
 CURVE_MAX_K = 50
@@ -42,6 +44,8 @@ class EvalOptions:
     ``protocol``: a name in ``protocols.PROTOCOLS`` (the report names it; the caption rule it implies
     is applied when the dataset is loaded). ``ci_resamples``: bootstrap resamples for confidence
     intervals (0: none). ``failures``: the worst queries to report each way (0: none).
+    ``perturb``: robustness perturbations (``perturb.parse_perturbation`` specs); the images are
+    encoded again under each.
     """
 
     batch_size: int = 32
@@ -57,6 +61,7 @@ class EvalOptions:
     protocol: str = DEFAULT_PROTOCOL
     ci_resamples: int = 0
     failures: int = 0
+    perturb: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,13 @@ class EncodedDataset:
 
 
 def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions | None = None, *,
-                   progress: ProgressFn | None = None) -> EncodedDataset:
-    """Encode every image and caption. Unreadable images are an error unless ``skip_missing``."""
+                   progress: ProgressFn | None = None, transform: Any = None,
+                   texts_from: EncodedDataset | None = None) -> EncodedDataset:
+    """Encode every image and caption. Unreadable images are an error unless ``skip_missing``.
+
+    ``transform``: applied to each decoded image (``perturb.make_transform``). ``texts_from``: reuse
+    its text embeddings (same dataset) instead of encoding the captions again.
+    """
     options = options or EvalOptions()
     if options.decode not in ("reference", "fast"):
         raise InputError(f"decode must be 'reference' or 'fast', got '{options.decode}'")
@@ -86,7 +96,7 @@ def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions 
     reference = options.decode == "reference"
     for batch in encode_image_files(encoder, paths, batch_size=options.batch_size, workers=options.workers,
                                     max_pixels=options.max_pixels, draft=not reference,
-                                    exif_transpose=not reference):
+                                    exif_transpose=not reference, transform=transform):
         chunks.append(batch.embeddings)
         failed.extend(batch.errors)
         done += len(batch.indices) + len(batch.errors)
@@ -102,6 +112,11 @@ def encode_dataset(dataset: EvalDataset, encoder: Encoder, options: EvalOptions 
         if not dataset.items:
             raise InputError(f"no image of {dataset.name} could be read")
 
+    if texts_from is not None:
+        if failed:
+            raise InputError(f"{len(failed)} images of {dataset.name} could not be read under a perturbation "
+                             f"(first: {failed[0][1]})")
+        return EncodedDataset(dataset, texts_from.model, image_emb, texts_from.text_emb, image_seconds, 0.0)
     texts = dataset.texts().texts
     text_chunks: list[np.ndarray] = []
     start = time.perf_counter()
@@ -364,6 +379,37 @@ def add_comparisons(reports: list[dict[str, Any]], *, resamples: int = uncertain
             r["compared_to"] = compare_reports(first[key], r, resamples=resamples, seed=seed)
 
 
+def _headline(encoded: EncodedDataset, tie: metrics.Tie) -> dict[str, Any]:
+    """R@K both ways and RSUM on exact scores, the mean over languages as in the report."""
+    table = encoded.dataset.texts()
+    parts = []
+    for lang in encoded.dataset.languages:
+        sel = table.lang == lang
+        r = rank_both(encoded.image_emb, encoded.text_emb[sel], table.image[sel], tie)
+        parts.append(retrieval_metrics(r.i2t, r.t2i))
+    return parts[0] if len(parts) == 1 else _mean_dicts(parts)
+
+
+def _robustness(encoded: EncodedDataset, encoder: Encoder, perturbations: Sequence[Perturbation],
+                options: EvalOptions, progress: ProgressFn | None) -> dict[str, Any]:
+    """Per perturbation: the figures on perturbed images (same captions), and the drop from clean."""
+    ds = encoded.dataset
+    clean = _headline(encoded, options.tie)
+    table = ds.texts()
+    first = table.lang == ds.languages[0]
+    own_caption = {int(i): t for i, t in zip(table.image[first][::-1], np.array(table.texts)[first][::-1], strict=True)}
+    wrong = wrong_captions_for([own_caption.get(i, "") for i in range(len(ds.items))], options.seed)
+    out: dict[str, Any] = {}
+    for p in perturbations:
+        transform = make_transform(p, seed=options.seed, wrong_captions=wrong)
+        perturbed = encode_dataset(ds, encoder, options, progress=progress, transform=transform, texts_from=encoded)
+        m = _headline(perturbed, options.tie)
+        out[p.spec] = {**describe_perturbation(p), "i2t": m["i2t"], "t2i": m["t2i"], "rsum": m["rsum"],
+                       "rsum_drop": clean["rsum"] - m["rsum"], "t2i_r1_drop": clean["t2i"]["R@1"] - m["t2i"]["R@1"],
+                       "i2t_r1_drop": clean["i2t"]["R@1"] - m["i2t"]["R@1"]}
+    return out
+
+
 def _recall_vs_exact(gallery: Gallery, images: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
     """Text-to-image recall@k of an approximate kind against exact search: the fraction of the exact
     top k it finds (how much the index loses, apart from the model's own quality)."""
@@ -404,8 +450,13 @@ def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[st
         from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
 
         sparse = load_sparse_encoder(default_sparse_spec(encoder), encoder)
+    perturbations = [parse_perturbation(p) for p in options.perturb]  # bad specs fail before encoding
     encoded = encode_dataset(dataset, encoder, options, progress=progress)
     reports = [evaluate_encoded(encoded, index_kind=kind, options=options, sparse=sparse) for kind in index_kinds]
+    if perturbations:
+        robustness = _robustness(encoded, encoder, perturbations, options, progress)
+        for r in reports:
+            r["perturbations"] = robustness
     for r, kind in zip(reports, index_kinds, strict=True):
         if needs_sparse(kind) and sparse is not None:
             r["sparse_model"] = sparse.spec
