@@ -120,6 +120,20 @@ class TorchEncoder(ABC):
     def encode_images(self, images: Sequence[Image.Image]) -> Embeddings:
         return encode_images_via_pixels(self, images)
 
+    def embed_pixels_with_grad(self, pixels: Any) -> Any:
+        """torch (N, C, H, W) preprocessed pixels -> L2-normalised torch (N, D), differentiable in the
+        pixels (for white-box attacks such as ``itr eval --perturb pgd``)."""
+        import torch
+
+        with torch.enable_grad():
+            out = self._embed_pixels(pixels).float()
+            return out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+    def pixel_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, offset)`` per channel, shape (C,): preprocessed = raw (0-255) * scale + offset.
+        Attacks bound their steps in raw pixel units and keep pixels inside the valid range."""
+        raise NotImplementedError(f"{self.spec}: its preprocessing does not state a per-channel affine")
+
     def encode_texts(self, texts: Sequence[str]) -> Embeddings:
         return self._encode_texts_with(self._embed_texts, texts)
 

@@ -285,6 +285,9 @@ class BuiltinConseEncoder(TorchEncoder):
         arr = np.asarray(image, dtype=np.float32) * self._scale + self._offset
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
+    def pixel_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._scale.reshape(3).copy(), self._offset.reshape(3).copy()
+
     def class_probabilities(self, pixels: Any) -> Any:
         return self.image_features(pixels)[1].softmax(-1)
 
@@ -293,7 +296,8 @@ class BuiltinConseEncoder(TorchEncoder):
         import torch
 
         model = self.image_model
-        with torch.inference_mode():
+        # Inference mode unless the caller wants gradients (embed_pixels_with_grad, for attacks).
+        with torch.inference_mode(not torch.is_grad_enabled()):
             x = model.extract_features(pixels.contiguous(memory_format=torch.channels_last))
             pooled = x.mean(dim=(2, 3))
             return pooled, model._fc(pooled)  # dropout is the identity in eval mode

@@ -129,6 +129,15 @@ class HFEncoder(TorchEncoder):
     def _embed_pixels(self, pixels: Any) -> Any:
         return _features(self.model.get_image_features(pixel_values=pixels))
 
+    def pixel_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.processor.to_dict()
+        mean = np.array(cfg.get("image_mean") or [0.0, 0.0, 0.0], dtype=np.float32)
+        std = np.array(cfg.get("image_std") or [1.0, 1.0, 1.0], dtype=np.float32)
+        rescale = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
+        if not cfg.get("do_normalize", True):
+            mean, std = np.zeros(3, dtype=np.float32), np.ones(3, dtype=np.float32)
+        return rescale / std, -mean / std
+
     def _embed_texts(self, texts: list[str]) -> Any:
         batch = self.tokenizer(texts, padding=self.family.text_padding, truncation=True,
                                max_length=self.max_text_tokens, return_tensors="pt")

@@ -39,7 +39,11 @@ KINDS: dict[str, PerturbationKind] = {k.name: k for k in (
     PerturbationKind("rotate", {"degrees": 30}, "turn by this angle, either way at random (white corners)"),
     PerturbationKind("typographic", {"size": 0.2}, "write another item's caption on the image, text this "
                      "fraction of the image height, at a random place"),
+    PerturbationKind("pgd", {"eps": 2, "steps": 10, "step": 0.5}, "white-box PGD on the image encoder: "
+                     "L-infinity budget eps and step in raw pixel levels (0-255), steps iterations (eval.attack)"),
 )}
+PIXEL_KINDS = ("pgd",)
+"""Perturbations of the model's input pixels with its gradients, not of the decoded image."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,9 @@ def parse_perturbation(spec: str) -> Perturbation:
 def _check(spec: str, name: str, p: dict[str, float]) -> None:
     ok = {"jpeg": 1 <= p.get("quality", 1) <= 95, "blur": p.get("radius", 0) >= 0,
           "downscale": p.get("factor", 1) >= 1, "crop": 0 < p.get("keep", 1) <= 1,
-          "rotate": -360 <= p.get("degrees", 0) <= 360, "typographic": 0 < p.get("size", 1) <= 1}[name]
+          "rotate": -360 <= p.get("degrees", 0) <= 360, "typographic": 0 < p.get("size", 1) <= 1,
+          "pgd": p.get("eps", 0) >= 0 and p.get("steps", 0) >= 0 and float(p.get("steps", 0)).is_integer()
+          and p.get("step", 0) >= 0}[name]
     if not ok:
         raise InputError(f"--perturb {spec}: value out of range ({KINDS[name].help})")
 
@@ -86,6 +92,8 @@ def make_transform(p: Perturbation, *, seed: int, wrong_captions: Sequence[str] 
         return np.random.default_rng([seed, position])
 
     q = p.params
+    if p.kind in PIXEL_KINDS:
+        raise ValueError(f"'{p.kind}' perturbs model inputs with gradients: see itr.eval.attack")
     if p.kind == "jpeg":
         def jpeg(img: Image.Image, _: int) -> Image.Image:
             buf = io.BytesIO()

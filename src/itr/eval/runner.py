@@ -390,6 +390,16 @@ def _headline(encoded: EncodedDataset, tie: metrics.Tie) -> dict[str, Any]:
     return parts[0] if len(parts) == 1 else _mean_dicts(parts)
 
 
+def _own_caption_means(encoded: EncodedDataset) -> np.ndarray:
+    """Per image, the normalised mean embedding of its captions (every language): what PGD pushes
+    the image away from."""
+    table = encoded.dataset.texts()
+    sums = np.zeros((len(encoded.image_emb), encoded.text_emb.shape[1]), dtype=np.float64)
+    np.add.at(sums, table.image, encoded.text_emb)
+    norms = np.linalg.norm(sums, axis=1, keepdims=True)
+    return (sums / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 def _robustness(encoded: EncodedDataset, encoder: Encoder, perturbations: Sequence[Perturbation],
                 options: EvalOptions, progress: ProgressFn | None) -> dict[str, Any]:
     """Per perturbation: the figures on perturbed images (same captions), and the drop from clean."""
@@ -401,8 +411,17 @@ def _robustness(encoded: EncodedDataset, encoder: Encoder, perturbations: Sequen
     wrong = wrong_captions_for([own_caption.get(i, "") for i in range(len(ds.items))], options.seed)
     out: dict[str, Any] = {}
     for p in perturbations:
-        transform = make_transform(p, seed=options.seed, wrong_captions=wrong)
-        perturbed = encode_dataset(ds, encoder, options, progress=progress, transform=transform, texts_from=encoded)
+        if p.kind == "pgd":
+            from .attack import pgd_embeddings
+
+            attacked = pgd_embeddings(encoder, list(ds.image_paths), _own_caption_means(encoded), eps=p.params["eps"],
+                                      steps=int(p.params["steps"]), step=p.params["step"], seed=options.seed,
+                                      max_pixels=options.max_pixels, progress=progress)
+            perturbed = EncodedDataset(ds, encoded.model, attacked, encoded.text_emb, 0.0, 0.0)
+        else:
+            transform = make_transform(p, seed=options.seed, wrong_captions=wrong)
+            perturbed = encode_dataset(ds, encoder, options, progress=progress, transform=transform,
+                                       texts_from=encoded)
         m = _headline(perturbed, options.tie)
         out[p.spec] = {**describe_perturbation(p), "i2t": m["i2t"], "t2i": m["t2i"], "rsum": m["rsum"],
                        "rsum_drop": clean["rsum"] - m["rsum"], "t2i_r1_drop": clean["t2i"]["R@1"] - m["t2i"]["R@1"],
@@ -451,6 +470,10 @@ def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[st
 
         sparse = load_sparse_encoder(default_sparse_spec(encoder), encoder)
     perturbations = [parse_perturbation(p) for p in options.perturb]  # bad specs fail before encoding
+    if any(p.kind == "pgd" for p in perturbations):
+        from .attack import check_attackable
+
+        check_attackable(encoder)
     encoded = encode_dataset(dataset, encoder, options, progress=progress)
     reports = [evaluate_encoded(encoded, index_kind=kind, options=options, sparse=sparse) for kind in index_kinds]
     if perturbations:
