@@ -73,6 +73,7 @@ class SearchOptions:
     ef_search: int | None = None  # HNSW candidate list size (default: the tuned value)
     rerank: int | None = None  # candidates re-scored exactly, as a multiple of k (default: tuned)
     exact: bool = False  # scan every vector even where an approximate index exists
+    min_score: float | None = None  # drop hits scoring below; none left: "no good match" (itr.calibration)
 
     @property
     def ann(self) -> AnnQuery | None:
@@ -89,6 +90,8 @@ class SearchResponse:
     mode: Mode
     note: str | None = None
     query_terms: list[tuple[str, float]] = field(default_factory=list)
+    no_good_match: bool = False  # min_score was given and no hit reached it
+    best_score: float | None = None  # with min_score: the best score before the cut
 
 
 class Searcher:
@@ -145,7 +148,7 @@ class Searcher:
         _check_k(options.k)
         self._check_mode(options.mode)
         known = self.sparse.known_terms(cleaned) if options.mode is not Mode.DENSE else None
-        return self._answer(self.encoder.encode_texts(cleaned), "text", options, known)
+        return [self._cut(r, options) for r in self._answer(self.encoder.encode_texts(cleaned), "text", options, known)]
 
     def query_image(self, image: Image.Image | str | os.PathLike[str], options: SearchOptions = SearchOptions(), *,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> SearchResponse:
@@ -155,14 +158,34 @@ class Searcher:
             if not Path(image).is_file():
                 raise InputError(f"{image}: no such image file")
             image = load_image(image, draft_size=self.encoder.draft_size, max_pixels=max_pixels)
-        return self._answer(self.encoder.encode_images([image]), "image", options)[0]
+        return self._cut(self._answer(self.encoder.encode_images([image]), "image", options)[0], options)
 
     def query_vector(self, vector: np.ndarray, modality: str, options: SearchOptions = SearchOptions()) -> SearchResponse:
         """Search with a stored embedding (``modality``: "image" or "text", for the sparse head):
         "more like this" for an indexed item."""
         _check_k(options.k)
         self._check_mode(options.mode)
-        return self._answer(np.asarray(vector, dtype=np.float32).reshape(1, -1), modality, options)[0]
+        return self._cut(self._answer(np.asarray(vector, dtype=np.float32).reshape(1, -1), modality, options)[0],
+                         options)
+
+    def calibrated_min_score(self) -> float:
+        """The "no good match" threshold ``itr calibrate`` stored for this index and model."""
+        from .calibration import read_calibration
+
+        return read_calibration(self.index.root, self.encoder.fingerprint).threshold
+
+    @staticmethod
+    def _cut(response: SearchResponse, o: SearchOptions) -> SearchResponse:
+        """Apply ``min_score``: a threshold is on dense cosine scores, which dense search and hybrid
+        rescore return (sparse and fused scores are on other scales)."""
+        if o.min_score is None:
+            return response
+        if response.mode is Mode.SPARSE or (response.mode is Mode.HYBRID and o.fusion is not Fusion.RESCORE):
+            raise InputError("a minimum score applies to dense scores: use --mode dense, or hybrid with "
+                             "--fusion rescore")
+        kept = [h for h in response.hits if h.score >= o.min_score]
+        best = max((h.score for h in response.hits), default=None)
+        return replace(response, hits=kept, no_good_match=not kept, best_score=best)
 
     def _check_mode(self, mode: Mode) -> None:
         if mode is not Mode.DENSE and self.sparse is None:

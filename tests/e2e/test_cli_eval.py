@@ -179,3 +179,34 @@ def test_matching_set_through_the_cli(tmp_path: Path) -> None:
     assert report["kinds"]["Object"]["chance"]["text_score"] == 25.0
     assert set(report["overall"]) >= {"i2t_accuracy", "t2i_accuracy", "text_score", "image_score", "group_score"}
     assert "matching within groups" in stdout and "| Object |" in (tmp_path / "m.md").read_text()
+
+
+def test_calibrate_then_search_says_no_good_match(tmp_path: Path) -> None:
+    require_emoji_data()
+    from itr.datasets import build_emoji_dataset
+
+    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=60)
+    index = tmp_path / "idx"
+    code, _, stderr = itr("index", jsonl, "--out", index, "-q")
+    assert code == 0, stderr
+    code, stdout, stderr = itr("calibrate", index, "--on", f"jsonl:{jsonl}", "--precision", "0.5", "-q")
+    assert code == 0, stderr
+    assert "threshold" in stdout and (index / "calibration.json").is_file()
+    saved = json.loads((index / "calibration.json").read_text())
+    assert saved["model"].startswith("builtin") and saved["target_precision"] == 0.5 and saved["queries"] > 0
+    code, stdout, stderr = itr("search", index, "quarterly tax report, spreadsheet, invoice", "--min-score", "auto",
+                               "--json")
+    assert code == 0, stderr
+    out = json.loads(stdout)
+    assert out["min_score"] == saved["threshold"] and all(r["score"] >= out["min_score"] for r in out["results"])
+    assert out["no_good_match"] == (out["results"] == [])
+    code, stdout, _ = itr("search", index, "anything", "--min-score", "9")
+    assert code == 0 and "no good match: nothing scores at least 9.0000" in stdout
+    code, _, stderr = itr("calibrate", tmp_path / "nothing", "--on", f"jsonl:{jsonl}")
+    assert code == 2 and "not an index folder" in stderr
+    # itr eval --no-match: fitted on val, measured on test, under documented keys.
+    code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--split", "test", "--no-match", "0.5", "--json", "-")
+    assert code == 0, stderr
+    nm = json.loads(stdout)["no_match"]
+    assert set(nm) >= {"threshold", "target_precision", "fitted_on", "answer_precision", "coverage",
+                       "no_match_precision", "no_match_recall"} and "(val)" in nm["fitted_on"]

@@ -275,3 +275,27 @@ def test_search_over_an_approximate_index_and_its_knobs(tmp_path: Path) -> None:
     assert scores[1] == scores[2]  # nprobe = nlist (2): every list, so exact (equal-score squares may differ)
     assert all(h["meta"]["color"] == "green" for h in answers[0].json()["results"])
     assert client.get("/api/search", params={"q": "green", "nprobe": 0}).status_code == 422
+
+
+def test_min_score_says_no_good_match(served: TestClient) -> None:
+    from itr.calibration import Calibration, write_calibration
+
+    res = served.get("/api/search", params={"q": "red", "k": 3})
+    best = res.json()["results"][0]["score"]
+    assert res.json()["no_good_match"] is False and res.json()["min_score"] is None
+    res = served.get("/api/search", params={"q": "red", "k": 3, "min_score": f"{best + 0.05:.4f}"})
+    body = res.json()
+    assert res.status_code == 200 and body["results"] == [] and body["no_good_match"] is True
+    assert body["best_score"] == pytest.approx(best, abs=1e-4)
+    # auto: the calibrated threshold, or a clear error naming the command that makes one.
+    res = served.get("/api/search", params={"q": "red", "min_score": "auto"})
+    assert res.status_code == 400 and "itr calibrate" in res.json()["detail"]
+    svc = served.service  # type: ignore[attr-defined]
+    enc = svc.searcher.encoder
+    write_calibration(svc.root, Calibration(threshold=0.0, target_precision=0.9, precision=1.0, coverage=1.0,
+                                            queries=1, model_fingerprint=enc.fingerprint, model=enc.spec,
+                                            dataset="x", reached_target=True))
+    res = served.get("/api/search", params={"q": "red", "k": 3, "min_score": "auto"})
+    assert res.status_code == 200 and res.json()["min_score"] == 0.0 and res.json()["results"]
+    for bad in ("lots", "1e9999", "0.5; DROP"):
+        assert served.get("/api/search", params={"q": "red", "min_score": bad}).status_code == 422

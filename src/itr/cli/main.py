@@ -147,6 +147,7 @@ def search(
     ef_search: Annotated[int | None, typer.Option(help="Approximate HNSW index: candidate list size (default: tuned).")] = None,
     rerank: Annotated[int | None, typer.Option(help="Approximate index: re-score k*N candidates exactly (default: tuned).")] = None,
     exact: Annotated[bool, typer.Option(help="Scan every vector, ignoring approximate indexes.")] = False,
+    min_score: Annotated[str | None, typer.Option(help="Leave out results scoring below this (dense scores); 'auto': the threshold itr calibrate stored. Nothing left: 'no good match'.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Search an index by text or by image, for images or for texts."""
@@ -163,7 +164,19 @@ def search(
             _fail("give a text query or --image, not both")
         if image is None and (query is None or not query.strip()):
             _fail("query is empty: give some text, or search by image with --image PATH")
+        threshold = None
+        if min_score is not None and min_score != "auto":
+            try:
+                threshold = float(min_score)
+            except ValueError:
+                _fail(f"--min-score must be a number or 'auto' (got '{min_score}')")
         searcher = _with_spinner("loading model", lambda: open_searcher(index_dir, model), json_out)
+        if min_score == "auto":
+            threshold = searcher.calibrated_min_score()
+        if threshold is not None:
+            from dataclasses import replace
+
+            options = replace(options, min_score=threshold)
         if image is not None:
             response = searcher.query_image(image, options)
             shown = f"image {display_path(image)}"
@@ -179,8 +192,15 @@ def search(
             payload["note"] = response.note
         if response.query_terms:
             payload["query_terms"] = dict(response.query_terms)
+        if options.min_score is not None:
+            payload.update(min_score=options.min_score, no_good_match=response.no_good_match,
+                           best_score=response.best_score)
         payload["results"] = [h.to_dict() for h in hits]
         print_json(payload)
+        return
+    if response.no_good_match:
+        best = "" if response.best_score is None else f"; the best scored {response.best_score:.4f}"
+        out.print(f"no good match: nothing scores at least {options.min_score:.4f}{best}", markup=False)
         return
     if response.note:
         err.print(f"[yellow]note:[/] {response.note}")
@@ -321,6 +341,7 @@ def eval_(
     failures: Annotated[int, typer.Option(help="Write the N worst queries each way with their top results (Markdown and a contact-sheet PNG per run).")] = 0,
     failures_dir: Annotated[Path, typer.Option(help="Folder for the --failures files.")] = Path("failures"),
     perturb: Annotated[list[str] | None, typer.Option("--perturb", help="Robustness: evaluate again on perturbed images; repeat: jpeg[@quality=10], blur[@radius=3], downscale[@factor=4], crop[@keep=0.5], rotate[@degrees=30], typographic[@size=0.2] (another item's caption written on the image).")] = None,
+    no_match: Annotated[float | None, typer.Option(help="Fit a 'no good match' threshold at this answer precision (0-1) on the dataset's val split and report how it does on the evaluated split.")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
     md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
     plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
@@ -364,6 +385,8 @@ def eval_(
             _fail(f"--tie must be 'pessimistic' or 'optimistic' (got '{tie}')")
         if decode not in ("reference", "fast"):
             _fail(f"--decode must be 'reference' or 'fast' (got '{decode}')")
+        if no_match is not None and not 0 < no_match <= 1:
+            _fail(f"--no-match must be a precision in (0, 1] (got {no_match})")
         if failures < 0:
             _fail(f"--failures must be 0 or more (got {failures})")
         if ci and resamples < 10:
@@ -400,8 +423,20 @@ def eval_(
 
                 sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
             for ds in loaded:
+                run_options = options
+                if no_match is not None:
+                    from dataclasses import replace
+
+                    from ..eval.calibrate import calibrate
+
+                    if ds.split == "val":
+                        _fail("--no-match fits on the val split: evaluate another one (--split test)")
+                    val = load_eval_dataset(ds.name, replace(load, split="val"))
+                    with _progress(f"{model}: no-match threshold on {ds.name} (val)", not quiet) as progress:
+                        run_options = replace(options, calibration=calibrate(val, encoder, target_precision=no_match,
+                                                                             options=options, progress=progress))
                 with _progress(f"{model} on {ds.name}", not quiet) as progress:
-                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=options, progress=progress,
+                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=run_options, progress=progress,
                                             sparse=sparse))
             for ms in matching:
                 with _progress(f"{model} on {ms.name}", not quiet) as progress:
@@ -457,12 +492,53 @@ def eval_(
     for line in robustness_lines(reports):
         out.print(line, markup=False)
     for r in reports:
+        nm = r.get("no_match")
+        if nm and r["index"] == indexes[0]:
+            out.print(f"{r['dataset']} · {r['model']}: 'no good match' below {nm['threshold']:.4f} (fitted on "
+                      f"{nm['fitted_on']} at precision {nm['target_precision']:g}): answers {100 * nm['answer_precision']:.1f} % "
+                      f"right, {100 * nm['coverage']:.1f} % of queries answered right; 'no match' precision "
+                      f"{100 * nm['no_match_precision']:.1f} %, recall {100 * nm['no_match_recall']:.1f} %", markup=False)
+    for r in reports:
         if "failures_files" in r:
             err.print(f"failures: {r['failures_files']} (and its contact sheet)")
     if chosen.name != "itr":
         err.print(f"protocol: {chosen.name} ({chosen.reproduces})")
     err.print(f"ties: {tie} (a wrong item with the same score ranks above the right one)"
               if tie == "pessimistic" else "ties: optimistic (only strictly better wrong items count)")
+
+
+@app.command()
+def calibrate(
+    index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder to store the threshold in.")],
+    on: Annotated[str, typer.Option("--on", help="Labelled dataset to fit on (as itr eval takes it), e.g. gcompris-photos, jsonl:val.jsonl.")],
+    precision: Annotated[float, typer.Option(help="Share of the answers given that must be right (0-1), with half the queries having no match.")] = 0.9,
+    split: Annotated[str, typer.Option(help="Split of the dataset to fit on.")] = "val",
+    images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder (default: the index's own).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Fit the score below which `itr search --min-score auto` (and the HTTP API) says "no good match"."""
+    from ..calibration import write_calibration
+    from ..eval import LoadOptions, load_eval_dataset
+    from ..eval.calibrate import calibrate as fit
+    from ..search import open_searcher
+
+    with _errors():
+        if not 0 < precision <= 1:
+            _fail(f"--precision must be in (0, 1] (got {precision})")
+        if not (index_dir / "manifest.json").is_file():
+            _fail(f"{index_dir}: not an index folder (no manifest.json)")
+        searcher = _with_spinner("loading model", lambda: open_searcher(str(index_dir), model), quiet)
+        with _progress(f"preparing {on}", not quiet) as progress:
+            ds = load_eval_dataset(on, LoadOptions(split=split, images_root=str(images_root) if images_root else None),
+                                   progress=progress)
+        with _progress(f"fitting on {ds.name} ({ds.split})", not quiet) as progress:
+            cal = fit(ds, searcher.encoder, target_precision=precision, progress=progress)
+        path = write_calibration(index_dir, cal)
+    verdict = "" if cal.reached_target else f" (the target {precision:g} was not reached: this is the most precise)"
+    out.print(f"threshold {cal.threshold:.4f}{verdict}: on {cal.queries} queries of {cal.dataset}, "
+              f"{100 * cal.precision:.1f} % of answers right, {100 * cal.coverage:.1f} % of queries answered right; "
+              f"saved to {display_path(path)}", markup=False)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._utils import ProgressFn, display_path
+from ..calibration import Calibration
 from ..encoders.base import Encoder
 from ..encoders.pipeline import encode_image_files
 from ..errors import InputError
@@ -45,7 +46,8 @@ class EvalOptions:
     is applied when the dataset is loaded). ``ci_resamples``: bootstrap resamples for confidence
     intervals (0: none). ``failures``: the worst queries to report each way (0: none).
     ``perturb``: robustness perturbations (``perturb.parse_perturbation`` specs); the images are
-    encoded again under each.
+    encoded again under each. ``calibration``: a "no good match" threshold (``eval.calibrate``,
+    fitted on another split) to measure on this one.
     """
 
     batch_size: int = 32
@@ -62,6 +64,7 @@ class EvalOptions:
     ci_resamples: int = 0
     failures: int = 0
     perturb: tuple[str, ...] = ()
+    calibration: Calibration | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,10 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
         report["ranks"] = {lg: {"i2t": _rank_list(r.i2t), "t2i": _rank_list(ranks_by_lang[lg].t2i),
                                 "text_image": r.text_image.tolist()}
                            for lg, r in zip(ds.languages, languages, strict=True)}
+    if options.calibration is not None:
+        from .calibrate import no_match_report
+
+        report["no_match"] = no_match_report(options.calibration, encoded.image_emb, encoded.text_emb, table.image)
     if options.failures:
         from .failures import find_failures
 

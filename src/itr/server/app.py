@@ -108,10 +108,17 @@ def create_app(service: IndexService, *, title: str = "ITR", guard: RequestGuard
         nprobe: Annotated[int | None, Query(ge=1, le=65536, description="Approximate IVF index: lists to visit (default: tuned).")] = None,
         ef_search: Annotated[int | None, Query(ge=1, le=65536, description="Approximate HNSW index: candidate list size (default: tuned).")] = None,
         exact: Annotated[bool, Query(description="Scan every vector, ignoring approximate indexes.")] = False,
+        min_score: Annotated[str | None, Query(max_length=32, pattern=r"^(auto|-?[0-9]+(\.[0-9]+)?)$",
+                                               description="Leave out results scoring below this (dense scores); "
+                                               "'auto': the threshold `itr calibrate` stored. Nothing left: "
+                                               "no_good_match is true.")] = None,
     ) -> SearchOptions:
         """The query parameters every search endpoint takes."""
+        threshold = None
+        if min_score is not None:
+            threshold = service.searcher.calibrated_min_score() if min_score == "auto" else float(min_score)
         return SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain, nprobe=nprobe,
-                             ef_search=ef_search, exact=exact)
+                             ef_search=ef_search, exact=exact, min_score=threshold)
 
     Options = Annotated[SearchOptions, Depends(search_options)]
 
@@ -256,4 +263,5 @@ def _result(service: IndexService, query: str, opts: SearchOptions, res: SearchR
         results.append(_hit(h, has_image, service.public_path(h.path)))
     return SearchResult(query=query, target=opts.target.value, mode=res.mode.value, note=res.note,
                         query_terms=dict(res.query_terms), took_ms=round((time.perf_counter() - start) * 1000, 2),
-                        results=results)
+                        min_score=opts.min_score, no_good_match=res.no_good_match,
+                        best_score=res.best_score if opts.min_score is not None else None, results=results)

@@ -59,6 +59,9 @@ class SearchResult(BaseModel):
     note: str | None = None
     query_terms: dict[str, float] = Field(default_factory=dict)
     took_ms: float
+    min_score: float | None = Field(None, description="The threshold applied (min_score=auto: the calibrated one).")
+    no_good_match: bool = Field(False, description="min_score was given and no result reached it.")
+    best_score: float | None = Field(None, description="With min_score: the best score before the cut.")
     results: list[Result]
 
 
