@@ -17,18 +17,21 @@ built-in heads were trained on.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from .._utils import ProgressFn, atomic_write_bytes
 from ..errors import InputError, UnknownNameError
 from .emoji import CLDR_DIRS, INSTALL_HINT, EmojiRenderer, _file_name, _find, read_annotations, split_of
 
+ATTRIBUTES_VERSION = 2
+"""Bump when the groups written change (v2: variants drawn identically to another are dropped)."""
 KINDS = ("skin_tone", "gender", "hair", "direction", "composition")
 _TONES = ("light", "medium-light", "medium", "medium-dark", "dark")
 _TONE = re.compile(r"^(?P<base>[^:]+): (?P<tone>" + "|".join(t.replace("-", r"\-") for t in _TONES) + r") skin tone$")
@@ -36,6 +39,10 @@ _GENDER = re.compile(r"\b(man|woman|men|women)\b")
 _HAIR = re.compile(r"^(?P<who>man|woman|person): (?P<hair>red hair|curly hair|white hair|bald|blond hair)$")
 _DIRECTION = re.compile(r"\b(left|right|up|down)\b")
 _COMPOSED = re.compile(r"^(?P<what>[^:]+): (?P<parts>[^:]+, [^:]+)$")
+
+
+def attributes_file(lang: str) -> str:
+    return f"emoji-attributes-v{ATTRIBUTES_VERSION}-{lang}.json"
 
 
 def _names(lang: str) -> dict[str, str]:
@@ -86,7 +93,7 @@ def find_groups(names: dict[str, str]) -> dict[str, list[list[str]]]:
 
 def build_emoji_attributes(out: str | os.PathLike[str], *, lang: str = "en",
                            progress: ProgressFn | None = None) -> Path:
-    """Render every grouped emoji into ``out/images`` and write ``out/emoji-attributes-<lang>.json``:
+    """Render every grouped emoji into ``out/images`` and write ``out/emoji-attributes-v2-<lang>.json``:
     ``{"groups": [{"kind", "key", "items": [{"char", "image", "caption", "emoji_split"}]}], "source"}``.
     Characters the font cannot draw as one glyph are left out (a group needs two that it can)."""
     english = _names("en")
@@ -115,11 +122,14 @@ def build_emoji_attributes(out: str | os.PathLike[str], *, lang: str = "en",
         if progress:
             progress(n, len(todo))
     written = []
+    digests = {c: hashlib.sha256((root / path).read_bytes()).hexdigest() for c, path in drawn.items()}
     for kind in KINDS:
         for chars in groups[kind]:
+            # A variant the font draws exactly like another of its group shows no attribute: drop both.
+            counts = Counter(digests[c] for c in chars if c in drawn)
             items = [{"char": c, "image": drawn[c], "caption": captions[c],
                       "emoji_split": split_of(c) if c in in_emoji_set else None}
-                     for c in chars if c in drawn and c in captions]
+                     for c in chars if c in drawn and c in captions and counts[digests[c]] == 1]
             if len(items) >= 2 and len({it["caption"] for it in items}) == len(items):
                 written.append({"kind": kind, "key": english[chars[0]], "items": items})
     if not written:
@@ -127,6 +137,6 @@ def build_emoji_attributes(out: str | os.PathLike[str], *, lang: str = "en",
     data = {"groups": written, "lang": lang,
             "source": {"font": "Noto Color Emoji (OFL-1.1)", "names": "Unicode CLDR annotations and "
                        "annotationsDerived (Unicode licence)"}}
-    target = root / f"emoji-attributes-{lang}.json"
+    target = root / attributes_file(lang)
     atomic_write_bytes(target, (json.dumps(data, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     return target

@@ -234,12 +234,12 @@ def _missing_images(name: str, paths: Sequence[str], skip_missing: bool) -> set[
 
 def load_emoji_attributes(spec: str, arg: str, skip_missing: bool = False,
                           progress: ProgressFn | None = None) -> MatchingSet:
-    from ..datasets.emoji_attributes import build_emoji_attributes
-    from .datasets import BUILTIN_DATASET_VERSION, _builtin_dir, _sha256
+    from ..datasets.emoji_attributes import ATTRIBUTES_VERSION, attributes_file, build_emoji_attributes
+    from .datasets import _builtin_dir, _sha256
 
     lang = arg or "en"
     folder = _builtin_dir("emoji-attributes")
-    path = folder / f"emoji-attributes-{lang}.json"
+    path = folder / attributes_file(lang)
     if not path.is_file():
         build_emoji_attributes(folder, lang=lang, progress=progress)
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -248,7 +248,7 @@ def load_emoji_attributes(spec: str, arg: str, skip_missing: bool = False,
         items = g["items"]
         b.add(g["kind"], [str(folder / it["image"]) for it in items], [it["caption"] for it in items],
               range(len(items)), key=g["key"], trained_on=any(it["emoji_split"] == "train" for it in items))
-    return b.build(spec, {"builder": f"itr.datasets.emoji_attributes v{BUILTIN_DATASET_VERSION}",
+    return b.build(spec, {"builder": f"itr.datasets.emoji_attributes v{ATTRIBUTES_VERSION}",
                           "file": str(path), "sha256": _sha256(path), **data["source"]})
 
 
