@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from .._utils import display_path
+from ..errors import InputError
 from .common import err, out, print_json, progress_bars
 from .common import errors as _errors
 from .common import fail as _fail
@@ -431,7 +432,11 @@ def eval_(
 
                     if ds.split == "val":
                         _fail("--no-match fits on the val split: evaluate another one (--split test)")
-                    val = load_eval_dataset(ds.name, replace(load, split="val"))
+                    try:
+                        val = load_eval_dataset(ds.name, replace(load, split="val"))
+                    except InputError as exc:
+                        _fail(f"--no-match fits its threshold on the val split of {ds.name}, which it cannot "
+                              f"give ({exc}); calibrate on another set with itr calibrate")
                     with _progress(f"{model}: no-match threshold on {ds.name} (val)", not quiet) as progress:
                         run_options = replace(options, calibration=calibrate(val, encoder, target_precision=no_match,
                                                                              options=options, progress=progress))

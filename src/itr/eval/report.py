@@ -145,9 +145,9 @@ def robustness_lines(reports: Sequence[dict[str, Any]]) -> list[str]:
             continue  # one per model and dataset: the figures are on exact scores, whatever the index
         seen.add(key)
         for spec, p in r["perturbations"].items():
-            lines.append(f"{r['dataset']} · {r['model']} · {spec}: RSUM {p['rsum']:.1f} (−{p['rsum_drop']:.1f}), "
-                         f"t2i R@1 {p['t2i']['R@1']:.1f} (−{p['t2i_r1_drop']:.1f}), "
-                         f"i2t R@1 {p['i2t']['R@1']:.1f} (−{p['i2t_r1_drop']:.1f})")
+            lines.append(f"{r['dataset']} · {r['model']} · {spec}: RSUM {p['rsum']:.1f} ({-p['rsum_drop']:+.1f}), "
+                         f"t2i R@1 {p['t2i']['R@1']:.1f} ({-p['t2i_r1_drop']:+.1f}), "
+                         f"i2t R@1 {p['i2t']['R@1']:.1f} ({-p['i2t_r1_drop']:+.1f})")
     return lines
 
 
@@ -201,7 +201,7 @@ def to_markdown(reports: Sequence[dict[str, Any]]) -> str:
         lines += ["", *(f"- {line}" for line in ci)]
     robust = robustness_lines(reports)
     if robust:
-        lines += ["", "Robustness (exact scores; drop from clean images in parentheses):", "",
+        lines += ["", "Robustness (exact scores; change from clean images in parentheses):", "",
                   *(f"- {line}" for line in robust)]
     for r in reports:
         if "per_language" not in r:
