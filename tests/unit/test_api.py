@@ -12,7 +12,7 @@ from itr.errors import InputError, UnknownNameError
 
 
 def test_all_is_in_sync() -> None:
-    public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "backends", "cli", "collection", "datasets",
+    public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "backends", "calibration", "cli", "collection", "datasets",
               "encoders", "errors", "eval", "images", "index", "records", "search", "server", "service", "sparse", "testing",
               "thumbnails", "train", "types"}
     assert public == set(itr.__all__) - {"__version__"}

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from helpers import color_index
 
-from itr.calibration import Calibration, answer_rates, fit_threshold, read_calibration, top1_scores, write_calibration
+from itr.calibration import (
+    Calibration,
+    answer_rates,
+    fit_threshold,
+    read_calibration,
+    top1_scores,
+    write_calibration,
+)
 from itr.errors import InputError
 from itr.index import DenseIndex
 from itr.search import Mode, Searcher, SearchOptions
