@@ -226,3 +226,30 @@ def test_failures_list_the_worst_queries_with_a_contact_sheet(tmp_path: Path) ->
     assert "| a ripe tomato |" in md.read_text() and "![contact sheet](" in md.read_text()
     with Image.open(png) as sheet:
         assert sheet.format == "PNG" and sheet.height >= 100
+
+
+def test_fg_gallery_with_distractors(tmp_path: Path) -> None:
+    """MSCOCO-FG style: captions for the targets, a pool of similar images no caption describes."""
+    for name, color in {"t_red.jpg": (220, 20, 20), "t_green.jpg": (20, 200, 20), "t_blue.jpg": (20, 20, 220),
+                        "d_red.jpg": (200, 40, 30), "d_blue.jpg": (40, 30, 200), "d_grey.jpg": (128, 128, 128)}.items():
+        solid_image(tmp_path / name, color)
+    ann = tmp_path / "ann.json"
+    ann.write_text(json.dumps({"t_red": ["red"], "t_green": ["green"], "t_blue.jpg": ["blue", "a blue square"]}))
+    np.save(tmp_path / "pool.npy", np.array(["d_red", "d_blue.jpg", "t_red", "d_grey"]))  # a target listed too
+    plain = load_eval_dataset(f"fg:{ann}")
+    assert len(plain.items) == 3 and not plain.has_distractors
+    ds = load_eval_dataset(f"fg:{ann},{tmp_path / 'pool.npy'}")
+    assert len(ds.items) == 6 and ds.query_images.tolist() == [0, 1, 2]
+    [report] = run_eval(ds, ColorEncoder(), options=EvalOptions(latency_queries=2, ci_resamples=50, failures=3))
+    assert report["n_images"] == 6 and report["n_distractors"] == 3 and report["n_texts"] == 4
+    assert len(next(iter(report["ranks"].values()))["i2t"]) == 3  # the three targets are the only i2t queries
+    assert all(f["image"].startswith(str(tmp_path / "t_")) for f in report["failures"]["i2t"])
+    (tmp_path / "pool.txt").write_text("d_red\nd_blue.jpg\nd_grey\n")
+    same = run_eval(load_eval_dataset(f"fg:{ann},{tmp_path / 'pool.txt'}"), ColorEncoder(),
+                    options=EvalOptions(latency_queries=2))[0]
+    assert same["rsum"] == report["rsum"]
+    flat = run_eval(ds, ColorEncoder(), index_kinds=("faiss:Flat",), options=EvalOptions(latency_queries=2))[0]
+    assert flat["tie_rule"] == "index order" and 0 <= flat["i2t"]["R@1"] <= 100
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="without pickle"):
+        load_eval_dataset(f"fg:{ann},{tmp_path / 'objects.npy'}")

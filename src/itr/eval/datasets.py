@@ -138,6 +138,16 @@ class EvalDataset:
         return CaptionTable(texts, np.array(image, dtype=np.int64), np.array(slot, dtype=np.int64),
                             np.array(language, dtype=object))
 
+    @property
+    def query_images(self) -> np.ndarray:
+        """Positions of the items with a caption: the i2t queries. The others are distractors, in
+        the gallery only (``fg:`` sets' enlarged image pools)."""
+        return np.array([i for i, it in enumerate(self.items) if any(it.captions.values())], dtype=np.int64)
+
+    @property
+    def has_distractors(self) -> bool:
+        return any(not any(it.captions.values()) for it in self.items)
+
     def n_texts(self) -> int:
         return sum(len(c) for it in self.items for c in it.captions.values())
 
@@ -407,6 +417,71 @@ def load_openclipart(spec: str, arg: str, options: LoadOptions,
     return _check_images(ds, options)
 
 
+def _image_name(name: str) -> str:
+    return name if Path(name).suffix else f"{name}.jpg"
+
+
+def _pool_names(path: Path) -> list[str]:
+    """File names of an enlarged image pool: a ``.npy`` array of strings (read without pickle) or a
+    text file with one name per line."""
+    if path.suffix == ".npy":
+        try:
+            names = np.load(path, allow_pickle=False)
+        except ValueError:
+            raise InputError(f"{display_path(path)}: holds Python objects, and ITR reads .npy files without "
+                             "pickle; convert it: python -c \"import numpy as np; np.savetxt('pool.txt', "
+                             f"np.load('{path.name}', allow_pickle=True), fmt='%s')\" and pass pool.txt") from None
+        except OSError as exc:
+            raise InputError(f"{display_path(path)}: cannot read ({exc})") from None
+        if names.dtype.kind not in "US":
+            raise InputError(f"{display_path(path)}: expected an array of file names, got dtype {names.dtype}")
+        return [str(n.decode() if isinstance(n, bytes) else n) for n in names.ravel()]
+    try:
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{display_path(path)}: cannot read ({exc})") from None
+
+
+def load_fg(spec: str, arg: str, options: LoadOptions) -> EvalDataset:
+    """MSCOCO-FG / Flickr30K-FG style sets (Chen et al., SIGIR 2023): ``ANN.json`` maps an image name
+    to its (refined) captions, ``{"COCO_val2014_000000452113": ["...", ...]}``; an optional pool
+    (``fg:ANN.json,POOL``, a ``.npy`` of file names or a text file) enlarges the gallery with similar
+    images that no caption describes (t2i must find the target among them; they are no i2t query).
+    Images from ``--images-root`` (default: the annotation file's folder); a name without an
+    extension is read as ``.jpg``."""
+    ann_arg, _, pool_arg = arg.partition(",")
+    path = Path(ann_arg).expanduser()
+    if not path.is_file():
+        raise InputError(f"dataset file not found: {display_path(path)}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{display_path(path)}: not readable JSON ({exc})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"{display_path(path)}: expected an object mapping image names to caption lists")
+    root = Path(options.images_root) if options.images_root else path.parent
+    items: list[EvalItem] = []
+    seen: set[str] = set()
+    for name, caps in data.items():
+        captions = _limit(_captions(caps, f"{display_path(path)}: '{name}'"), options)
+        file = _image_name(name)
+        seen.add(Path(file).name)
+        items.append(EvalItem(Path(file).stem, str(root / file), {ANY_LANG: captions}))
+    pool: list[str] = []
+    if pool_arg:
+        pool_path = Path(pool_arg).expanduser()
+        if not pool_path.is_file():
+            raise InputError(f"image pool file not found: {display_path(pool_path)}")
+        pool = [n for n in _pool_names(pool_path) if Path(_image_name(n)).name not in seen]
+        for name in dict.fromkeys(pool):
+            file = _image_name(name)
+            items.append(EvalItem(Path(file).stem, str(root / file), {ANY_LANG: ()}))
+    source = {"format": "fg", "file": str(path), "sha256": _sha256(path), "distractors": len(items) - len(data)}
+    if pool_arg:
+        source |= {"pool": pool_arg, "pool_sha256": _sha256(Path(pool_arg).expanduser())}
+    return _check_images(EvalDataset(spec, None, tuple(items), source=source), options)
+
+
 Loader = Callable[..., EvalDataset]
 DATASET_SCHEMES: dict[str, tuple[Loader, bool, str]] = {
     # scheme: (loader, takes a progress callback, usage)
@@ -418,6 +493,7 @@ DATASET_SCHEMES: dict[str, tuple[Loader, bool, str]] = {
     "gcompris": (load_gcompris, True, "gcompris[:LANG[,LANG...]] (photos and drawings; evaluation only)"),
     "gcompris-photos": (load_gcompris, True, "gcompris-photos[:LANG,...]"),
     "gcompris-drawings": (load_gcompris, True, "gcompris-drawings[:LANG,...]"),
+    "fg": (load_fg, False, "fg:ANN.json[,POOL.npy|POOL.txt] (MSCOCO-FG / Flickr30K-FG style, with --images-root)"),
 }
 
 
@@ -433,7 +509,7 @@ def load_eval_dataset(spec: str, options: LoadOptions | None = None, *,
     if scheme not in DATASET_SCHEMES:
         raise UnknownNameError(f"unknown dataset '{spec}'; valid forms: {'; '.join(dataset_usage())}")
     loader, takes_progress, usage = DATASET_SCHEMES[scheme]
-    if scheme in ("jsonl", "karpathy") and not arg:
+    if scheme in ("jsonl", "karpathy", "fg") and not arg:
         raise InputError(f"'{spec}' needs a path: {usage}")
     if options.max_captions is not None and options.max_captions < 0:
         raise InputError("--max-captions must be 0 (all) or more")

@@ -48,8 +48,9 @@ def find_failures(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.nd
     own_mask = text_image[None, :] == np.arange(len(image_paths))[:, None]
     best_own = np.where(own_mask, by_image, -np.inf).max(axis=1)
     i2t_ranks = 1 + ((by_image >= best_own[:, None]) & ~own_mask).sum(axis=1)
+    i2t_ranks[~own_mask.any(axis=1)] = 0  # distractors (no caption) are no i2t query
     for i in np.argsort(-i2t_ranks, kind="stable")[:n]:
-        if i2t_ranks[i] == 1:
+        if i2t_ranks[i] <= 1:
             break
         best = np.argsort(-by_image[i], kind="stable")[:top]
         out["i2t"].append({"image": image_paths[i], "rank": int(i2t_ranks[i]),

@@ -93,6 +93,13 @@ def _i2t_counts(scores: np.ndarray, text_image: np.ndarray, first_image: int = 0
     return _counts(scores, best_own, own_mask, axis=1)
 
 
+def _i2t_counts_of(scores: np.ndarray, text_image: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_i2t_counts`` for the images ``images`` (rows of ``scores``, in that order)."""
+    own_mask = text_image[None, :] == images[:, None]
+    best_own = np.where(own_mask, scores, -np.inf).max(axis=1)[:, None]
+    return _counts(scores, best_own, own_mask, axis=1)
+
+
 def _ranks(greater: np.ndarray, tied: np.ndarray, tie: Tie) -> np.ndarray:
     if tie == "pessimistic":
         return 1 + greater + tied
@@ -156,7 +163,7 @@ def rank_counts_from_scores(scores: np.ndarray, text_image: np.ndarray, *,
 
 
 def rank_counts_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
-                                chunk: int = 2048) -> RankCounts:
+                                chunk: int = 2048, i2t_images: np.ndarray | None = None) -> RankCounts:
     """Rank counts both ways for dot-product scores, computed in blocks to bound memory.
 
     COCO 5K has 25k captions: the full float32 score matrix is 500 MB, and the boolean work arrays
@@ -164,11 +171,19 @@ def rank_counts_from_embeddings(image_emb: np.ndarray, text_emb: np.ndarray, tex
     """
     image_emb = np.asarray(image_emb, dtype=np.float32)
     text_emb = np.asarray(text_emb, dtype=np.float32)
-    text_image = _check_text_image(len(image_emb), len(text_emb), text_image, need_captions=True)
+    text_image = _check_text_image(len(image_emb), len(text_emb), text_image, need_captions=i2t_images is None)
     t2i = [_t2i_counts(deterministic_scores(image_emb, text_emb[s : s + chunk]), text_image[s : s + chunk])
            for s in range(0, len(text_emb), chunk)]
-    i2t = [_i2t_counts(deterministic_scores(image_emb[s : s + chunk], text_emb), text_image, s)
-           for s in range(0, len(image_emb), chunk)]
+    if i2t_images is None:
+        i2t = [_i2t_counts(deterministic_scores(image_emb[s : s + chunk], text_emb), text_image, s)
+               for s in range(0, len(image_emb), chunk)]
+    else:
+        # Only these images are i2t queries (the others are distractors: gallery only, no caption).
+        i2t_images = np.asarray(i2t_images, dtype=np.int64)
+        if not np.isin(i2t_images, text_image).all():
+            raise ValueError("every i2t query image needs at least one caption")
+        i2t = [_i2t_counts_of(deterministic_scores(image_emb[i2t_images[s : s + chunk]], text_emb), text_image,
+                              i2t_images[s : s + chunk]) for s in range(0, len(i2t_images), chunk)]
 
     def cat(parts: list[tuple[np.ndarray, np.ndarray]], i: int) -> np.ndarray:
         return np.concatenate([p[i] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
@@ -210,7 +225,8 @@ def median_rank(ranks: np.ndarray) -> float:
     return float(np.floor(np.median(np.asarray(ranks, dtype=np.float64) - 1.0)) + 1.0)
 
 
-def ranks_from_topk(ids: np.ndarray, text_image: np.ndarray, direction: Literal["i2t", "t2i"]) -> np.ndarray:
+def ranks_from_topk(ids: np.ndarray, text_image: np.ndarray, direction: Literal["i2t", "t2i"], *,
+                    query_images: np.ndarray | None = None) -> np.ndarray:
     """Ranks from an index's top-k result lists (for approximate indexes, which never score everything).
 
     Args:
@@ -218,6 +234,7 @@ def ranks_from_topk(ids: np.ndarray, text_image: np.ndarray, direction: Literal[
             negative ids (padding) never match.
         text_image: own image of each text.
         direction: ``i2t`` (queries are images) or ``t2i`` (queries are texts).
+        query_images: i2t: the image each result row is for (default: row i is image i).
 
     Returns:
         float ranks, ``inf`` where the right item is not within ``depth`` (the order of the index's
@@ -230,7 +247,8 @@ def ranks_from_topk(ids: np.ndarray, text_image: np.ndarray, direction: Literal[
             raise ValueError(f"t2i needs one result row per text ({len(text_image)}), got {len(ids)}")
         hits = ids == text_image[:, None]
     elif direction == "i2t":
-        hits = (ids >= 0) & (text_image[np.clip(ids, 0, None)] == np.arange(len(ids))[:, None])
+        queries = np.arange(len(ids)) if query_images is None else np.asarray(query_images, dtype=np.int64)
+        hits = (ids >= 0) & (text_image[np.clip(ids, 0, None)] == queries[:, None])
     else:
         raise ValueError(f"direction must be 'i2t' or 't2i', got {direction!r}")
     found = hits.any(axis=1)

@@ -144,9 +144,11 @@ class DirectionRanks:
 
 
 def rank_both(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
-              tie: metrics.Tie = "pessimistic") -> DirectionRanks:
-    """Ranks both ways under ``tie``, plus the share of queries whose rank the tie rule decided."""
-    return _from_counts(metrics.rank_counts_from_embeddings(image_emb, text_emb, text_image), tie)
+              tie: metrics.Tie = "pessimistic", i2t_images: np.ndarray | None = None) -> DirectionRanks:
+    """Ranks both ways under ``tie``, plus the share of queries whose rank the tie rule decided.
+    ``i2t_images``: the images that are i2t queries (default: all; the others are distractors)."""
+    return _from_counts(metrics.rank_counts_from_embeddings(image_emb, text_emb, text_image, i2t_images=i2t_images),
+                        tie)
 
 
 def _from_counts(counts: metrics.RankCounts, tie: metrics.Tie) -> DirectionRanks:
@@ -247,15 +249,16 @@ def machine() -> dict[str, Any]:
 
 
 def _rank_gallery(kind: str, images: Gallery, image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray,
-                  options: EvalOptions, sparse: Any = None) -> tuple[DirectionRanks, int]:
+                  options: EvalOptions, sparse: Any = None,
+                  queries: np.ndarray | None = None) -> tuple[DirectionRanks, int]:
     """Ranks for one language and the bytes of its text gallery. Exact kinds rank everything;
     others are read off their top results (the image gallery is built once, by the caller)."""
     texts = make_gallery(kind, text_emb, modality="text", sparse=sparse)
     if images.exact:
-        return rank_both(image_emb, text_emb, text_image, options.tie), texts.nbytes()
+        return rank_both(image_emb, text_emb, text_image, options.tie, queries), texts.nbytes()
     t2i_ids = images.search(text_emb, options.rank_depth)
-    i2t_ids = texts.search(image_emb, options.rank_depth)
-    return DirectionRanks(metrics.ranks_from_topk(i2t_ids, text_image, "i2t"),
+    i2t_ids = texts.search(image_emb if queries is None else image_emb[queries], options.rank_depth)
+    return DirectionRanks(metrics.ranks_from_topk(i2t_ids, text_image, "i2t", query_images=queries),
                           metrics.ranks_from_topk(t2i_ids, text_image, "t2i"), None, None), texts.nbytes()
 
 
@@ -275,13 +278,15 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
     table = ds.texts()
     gallery = make_gallery(index_kind, encoded.image_emb, modality="image", sparse=sparse)
 
+    # Distractors (images no caption describes) are in the gallery but are no i2t query.
+    queries = ds.query_images if ds.has_distractors else None
     per_lang: dict[str, dict[str, Any]] = {}
     ranks_by_lang: dict[str, DirectionRanks] = {}
     text_bytes = 0
     for lang in ds.languages:
         sel = table.lang == lang
         r, nbytes = _rank_gallery(index_kind, gallery, encoded.image_emb, encoded.text_emb[sel], table.image[sel],
-                                  options, sparse)
+                                  options, sparse, queries)
         text_bytes += nbytes
         ranks_by_lang[lang] = r
         per_lang[lang] = _scores_report(r)
@@ -290,7 +295,7 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
     n_img, n_txt = len(encoded.image_emb), len(table.texts)
     report: dict[str, Any] = {
         "dataset": ds.name, "split": ds.split, "model": encoded.model["spec"], "index": index_kind,
-        "n_images": n_img, "n_texts": n_txt,
+        "n_images": n_img, "n_texts": n_txt, "n_distractors": 0 if queries is None else n_img - len(queries),
         "i2t": top["i2t"], "t2i": top["t2i"], "rsum": top["rsum"],
         "protocol": get_protocol(options.protocol).name,
         "tie_rule": options.tie if gallery.exact else "index order",
@@ -311,8 +316,11 @@ def evaluate_encoded(encoded: EncodedDataset, *, index_kind: str = "exact",
     if gallery.exact:
         report["tie_band"] = top["tie_band"]
     if options.ci_resamples:
-        languages = [uncertainty.LanguageRanks(ranks_by_lang[lg].i2t, ranks_by_lang[lg].t2i, table.image[table.lang == lg])
-                     for lg in ds.languages]
+        # Resampled units are the query images: texts point at their position among them.
+        position = np.full(n_img, -1, dtype=np.int64)
+        position[np.arange(n_img) if queries is None else queries] = np.arange(n_img if queries is None else len(queries))
+        languages = [uncertainty.LanguageRanks(ranks_by_lang[lg].i2t, ranks_by_lang[lg].t2i,
+                                               position[table.image[table.lang == lg]]) for lg in ds.languages]
         report["ci"] = uncertainty.confidence_intervals(languages, resamples=options.ci_resamples, seed=options.seed)
         # Per-query ranks, so that two saved runs can be compared later (``compare_reports``).
         report["ranks"] = {lg: {"i2t": _rank_list(r.i2t), "t2i": _rank_list(ranks_by_lang[lg].t2i),
@@ -392,7 +400,8 @@ def _headline(encoded: EncodedDataset, tie: metrics.Tie) -> dict[str, Any]:
     parts = []
     for lang in encoded.dataset.languages:
         sel = table.lang == lang
-        r = rank_both(encoded.image_emb, encoded.text_emb[sel], table.image[sel], tie)
+        queries = encoded.dataset.query_images if encoded.dataset.has_distractors else None
+        r = rank_both(encoded.image_emb, encoded.text_emb[sel], table.image[sel], tie, queries)
         parts.append(retrieval_metrics(r.i2t, r.t2i))
     return parts[0] if len(parts) == 1 else _mean_dicts(parts)
 
