@@ -210,3 +210,24 @@ def test_calibrate_then_search_says_no_good_match(tmp_path: Path) -> None:
     nm = json.loads(stdout)["no_match"]
     assert set(nm) >= {"threshold", "target_precision", "fitted_on", "answer_precision", "coverage",
                        "no_match_precision", "no_match_recall"} and "(val)" in nm["fitted_on"]
+
+
+def test_perturbations_and_failures_through_the_cli(tmp_path: Path) -> None:
+    require_emoji_data()
+    from itr.datasets import build_emoji_dataset
+
+    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=16)
+    out = tmp_path / "r.json"
+    code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--perturb", "rotate@degrees=90", "--perturb",
+                               "pgd@eps=8,steps=2,step=4", "--failures", "3", "--failures-dir", tmp_path / "f",
+                               "--md", tmp_path / "r.md", "--json", out, "-q")
+    assert code == 0, stderr
+    report = json.loads(out.read_text())
+    assert set(report["perturbations"]) == {"rotate@degrees=90", "pgd@eps=8,steps=2,step=4"}
+    pgd = report["perturbations"]["pgd@eps=8,steps=2,step=4"]
+    assert pgd["kind"] == "pgd" and pgd["rsum_drop"] > 0 and pgd["params"]["steps"] == 2
+    assert "pgd@eps=8,steps=2,step=4: RSUM" in stdout and "Robustness" in (tmp_path / "r.md").read_text()
+    md = Path(report["failures_files"])
+    assert md.is_file() and md.with_suffix(".png").is_file() and "Text → image" in md.read_text()
+    code, _, stderr = itr("eval", f"jsonl:{jsonl}", "--perturb", "fog", "-q")
+    assert code == 2 and "unknown perturbation 'fog'; valid: jpeg, blur" in stderr
