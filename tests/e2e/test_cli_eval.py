@@ -185,7 +185,7 @@ def test_calibrate_then_search_says_no_good_match(tmp_path: Path) -> None:
     require_emoji_data()
     from itr.datasets import build_emoji_dataset
 
-    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=60)
+    jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=40)
     index = tmp_path / "idx"
     code, _, stderr = itr("index", jsonl, "--out", index, "-q")
     assert code == 0, stderr
@@ -218,15 +218,17 @@ def test_perturbations_and_failures_through_the_cli(tmp_path: Path) -> None:
 
     jsonl = build_emoji_dataset(tmp_path / "emoji", lang="en", limit=16)
     out = tmp_path / "r.json"
+    # (PGD through the real model: tests/integration/test_eval_attack.py.)
     code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "--perturb", "rotate@degrees=90", "--perturb",
-                               "pgd@eps=8,steps=2,step=4", "--failures", "3", "--failures-dir", tmp_path / "f",
+                               "typographic", "--failures", "3", "--failures-dir", tmp_path / "f",
                                "--md", tmp_path / "r.md", "--json", out, "-q")
     assert code == 0, stderr
     report = json.loads(out.read_text())
-    assert set(report["perturbations"]) == {"rotate@degrees=90", "pgd@eps=8,steps=2,step=4"}
-    pgd = report["perturbations"]["pgd@eps=8,steps=2,step=4"]
-    assert pgd["kind"] == "pgd" and pgd["rsum_drop"] > 0 and pgd["params"]["steps"] == 2
-    assert "pgd@eps=8,steps=2,step=4: RSUM" in stdout and "Robustness" in (tmp_path / "r.md").read_text()
+    assert set(report["perturbations"]) == {"rotate@degrees=90", "typographic"}
+    turned = report["perturbations"]["rotate@degrees=90"]
+    assert turned["kind"] == "rotate" and turned["params"] == {"degrees": 90.0}
+    assert turned["rsum"] == pytest.approx(report["rsum"] - turned["rsum_drop"])
+    assert "rotate@degrees=90: RSUM" in stdout and "Robustness" in (tmp_path / "r.md").read_text()
     md = Path(report["failures_files"])
     assert md.is_file() and md.with_suffix(".png").is_file() and "Text → image" in md.read_text()
     code, _, stderr = itr("eval", f"jsonl:{jsonl}", "--perturb", "fog", "-q")
