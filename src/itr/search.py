@@ -74,6 +74,7 @@ class SearchOptions:
     rerank: int | None = None  # candidates re-scored exactly, as a multiple of k (default: tuned)
     exact: bool = False  # scan every vector even where an approximate index exists
     min_score: float | None = None  # drop hits scoring below; none left: "no good match" (itr.calibration)
+    rerank_depth: int = 0  # re-score the first stage's top N with the searcher's re-ranker (0: off)
 
     @property
     def ann(self) -> AnnQuery | None:
@@ -104,7 +105,8 @@ class Searcher:
         sparse: the lexicon encoder recorded in the index (needed for sparse and hybrid modes).
     """
 
-    def __init__(self, encoder: Encoder, index: DenseIndex | MilvusIndex, sparse: Any = None) -> None:
+    def __init__(self, encoder: Encoder, index: DenseIndex | MilvusIndex, sparse: Any = None,
+                 reranker: Any = None) -> None:
         index.check_encoder(encoder.fingerprint, encoder.spec)
         info = index.sparse_info
         if sparse is not None and info is not None and sparse.fingerprint != info["fingerprint"]:
@@ -113,6 +115,7 @@ class Searcher:
         self.encoder = encoder
         self.index = index
         self.sparse = sparse
+        self.reranker = reranker  # an itr.rerank.Reranker, used when SearchOptions.rerank_depth > 0
 
     # -- convenience: hits only -------------------------------------------------------------------
     def search_text(self, query: str, *, k: int = 10, target: Target = Target.IMAGES, mode: Mode | str = Mode.DENSE,
@@ -148,7 +151,11 @@ class Searcher:
         _check_k(options.k)
         self._check_mode(options.mode)
         known = self.sparse.known_terms(cleaned) if options.mode is not Mode.DENSE else None
-        return [self._cut(r, options) for r in self._answer(self.encoder.encode_texts(cleaned), "text", options, known)]
+        first = self._first_stage(options)
+        responses = self._answer(self.encoder.encode_texts(cleaned), "text", first, known)
+        if options.rerank_depth:
+            responses = [self._rerank(r, text=q, options=options) for r, q in zip(responses, cleaned, strict=True)]
+        return [self._cut(r, options) for r in responses]
 
     def query_image(self, image: Image.Image | str | os.PathLike[str], options: SearchOptions = SearchOptions(), *,
                     max_pixels: int = DEFAULT_MAX_PIXELS) -> SearchResponse:
@@ -158,7 +165,10 @@ class Searcher:
             if not Path(image).is_file():
                 raise InputError(f"{image}: no such image file")
             image = load_image(image, draft_size=self.encoder.draft_size, max_pixels=max_pixels)
-        return self._cut(self._answer(self.encoder.encode_images([image]), "image", options)[0], options)
+        response = self._answer(self.encoder.encode_images([image]), "image", self._first_stage(options))[0]
+        if options.rerank_depth:
+            response = self._rerank(response, image=image, options=options)
+        return self._cut(response, options)
 
     def query_vector(self, vector: np.ndarray, modality: str, options: SearchOptions = SearchOptions()) -> SearchResponse:
         """Search with a stored embedding (``modality``: "image" or "text", for the sparse head):
@@ -167,6 +177,43 @@ class Searcher:
         self._check_mode(options.mode)
         return self._cut(self._answer(np.asarray(vector, dtype=np.float32).reshape(1, -1), modality, options)[0],
                          options)
+
+    def _first_stage(self, o: SearchOptions) -> SearchOptions:
+        """The options of the first stage: deep enough for the re-ranker to choose from."""
+        if not o.rerank_depth:
+            return o
+        if self.reranker is None:
+            raise InputError("re-ranking needs a re-ranker: pass --rerank-model (or Searcher(..., reranker=...))")
+        if o.min_score is not None:
+            raise InputError("a minimum score is on dense scores, which re-ranking replaces: use one or the other")
+        _check_k(o.rerank_depth)
+        return replace(o, k=max(o.k, o.rerank_depth))
+
+    def _rerank(self, response: SearchResponse, *, options: SearchOptions, text: str | None = None,
+                image: Image.Image | None = None) -> SearchResponse:
+        """Re-score the first ``rerank_depth`` hits jointly with the query; scores become the
+        re-ranker's (its match probability), the rest of the list is dropped beyond ``k``."""
+        from .rerank import rerank_order
+
+        head = response.hits[: options.rerank_depth]
+        if not head:
+            return response
+        if text is not None:  # text query: the hits are images (text hits: captions read as images are not)
+            if options.target is not Target.IMAGES:
+                raise InputError("re-ranking a text query needs --target images (the re-ranker reads image and text)")
+            images = [load_image(h.path, draft_size=None) for h in head if h.path]
+            if len(images) != len(head):
+                raise InputError("re-ranking needs every hit's image file")
+            scores = self.reranker.score_pairs(images, [text] * len(head))
+        else:
+            if options.target is not Target.TEXTS:
+                raise InputError("re-ranking an image query needs --target texts (the re-ranker reads image and text)")
+            assert image is not None
+            scores = self.reranker.score_pairs([image] * len(head), [h.text or "" for h in head])
+        order = rerank_order(scores)
+        hits = [replace(head[j], score=float(scores[j])) for j in order][: options.k]
+        note = f"top {len(head)} re-ranked by {self.reranker.spec}"
+        return replace(response, hits=hits, note=f"{response.note}; {note}" if response.note else note)
 
     def calibrated_min_score(self) -> float:
         """The "no good match" threshold ``itr calibrate`` stored for this index and model."""

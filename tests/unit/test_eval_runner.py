@@ -253,3 +253,32 @@ def test_fg_gallery_with_distractors(tmp_path: Path) -> None:
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(InputError, match="without pickle"):
         load_eval_dataset(f"fg:{ann},{tmp_path / 'objects.npy'}")
+
+
+def test_reranked_two_matrix_protocol_with_an_oracle(tmp_path: Path) -> None:
+    """A re-ranker that knows the answer fixes every query within its depth, and nothing beyond."""
+    from itr.eval.reranked import UNSCORED, reranked_matrices
+
+    colors = {"red": (220, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 220), "yellow": (230, 230, 20)}
+    paths = [str(solid_image(tmp_path / f"{c}.png", rgb)) for c, rgb in colors.items()]
+    texts = list(colors)
+
+    class Oracle:
+        spec, fingerprint = "test:oracle", "o"
+
+        def score_pairs(self, images: list[Image.Image], queries: list[str]) -> np.ndarray:
+            return np.array([10.0 if im.getpixel((0, 0)) == colors[q] else 0.0 for im, q in zip(images, queries, strict=True)],
+                            dtype=np.float32)
+
+    rng = np.random.default_rng(0)
+    image_emb, text_emb = l2_normalize(rng.normal(size=(4, 8))), l2_normalize(rng.normal(size=(4, 8)))
+    text_image = np.arange(4)
+    i2t, t2i = reranked_matrices(paths, texts, image_emb, text_emb, Oracle(), depth=4)
+    from itr.eval import evaluate_scores
+
+    full = evaluate_scores(i2t, text_image, t2i_scores=t2i)
+    assert full["i2t"]["R@1"] == 100.0 and full["t2i"]["R@1"] == 100.0
+    i2t, t2i = reranked_matrices(paths, texts, image_emb, text_emb, Oracle(), depth=1)
+    assert (i2t == UNSCORED).sum() == 4 * 3 and (t2i == UNSCORED).sum() == 4 * 3  # one pair re-scored per query
+    dense = evaluate_scores(image_emb @ text_emb.T, text_image)
+    assert evaluate_scores(i2t, text_image, t2i_scores=t2i)["t2i"]["R@1"] == dense["t2i"]["R@1"]

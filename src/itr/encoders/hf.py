@@ -147,7 +147,8 @@ class HFEncoder(TorchEncoder):
         return _features(self.model.get_text_features(**args))
 
 
-def load_hf(spec: str) -> HFEncoder:
+def resolve_model_folder(spec: str) -> Path:
+    """The folder of ``local:PATH`` or ``hf:ORG/NAME`` (the latter from the local Hugging Face cache)."""
     scheme, _, rest = spec.partition(":")
     if not rest:
         raise InputError(f"model '{spec}' needs a name: hf:ORG/NAME or local:PATH")
@@ -155,7 +156,7 @@ def load_hf(spec: str) -> HFEncoder:
         path = Path(rest).expanduser()
         if not path.is_dir():
             raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
-        return HFEncoder(spec, path.resolve())
+        return path.resolve()
     # hf:ORG/NAME is read from the local Hugging Face cache only: ITR never downloads at run time
     # (offline machines would hang on the attempt), so a missing model gets a one-line fix instead.
     hub = require("huggingface_hub", "hf", f"model '{spec}'")
@@ -166,4 +167,8 @@ def load_hf(spec: str) -> HFEncoder:
             f"model '{spec}' is not in the local Hugging Face cache; on a connected machine run "
             f"'huggingface-cli download {rest}' (or save_pretrained to a folder and use local:PATH)"
         ) from exc
-    return HFEncoder(spec, Path(folder))
+    return Path(folder)
+
+
+def load_hf(spec: str) -> HFEncoder:
+    return HFEncoder(spec, resolve_model_folder(spec))

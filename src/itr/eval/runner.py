@@ -47,7 +47,8 @@ class EvalOptions:
     intervals (0: none). ``failures``: the worst queries to report each way (0: none).
     ``perturb``: robustness perturbations (``perturb.parse_perturbation`` specs); the images are
     encoded again under each. ``calibration``: a "no good match" threshold (``eval.calibrate``,
-    fitted on another split) to measure on this one.
+    fitted on another split) to measure on this one. ``rerank_depth``: with a re-ranker passed to
+    ``run_eval``, re-score each query's top N (``eval.reranked``, LAVIS's two-matrix protocol).
     """
 
     batch_size: int = 32
@@ -65,6 +66,7 @@ class EvalOptions:
     failures: int = 0
     perturb: tuple[str, ...] = ()
     calibration: Calibration | None = None
+    rerank_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -475,10 +477,12 @@ def _mrv(ds: EvalDataset, ranks: dict[str, DirectionRanks], table: CaptionTable)
 
 def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[str] = ("exact",),
              options: EvalOptions | None = None, progress: ProgressFn | None = None,
-             sparse: Any = None) -> list[dict[str, Any]]:
+             sparse: Any = None, reranker: Any = None) -> list[dict[str, Any]]:
     """Encode ``dataset`` once with ``encoder`` and report each index kind (``sparse``: the lexicon
     encoder for sparse/hybrid kinds; default: the one shipped for the model)."""
     options = options or EvalOptions()
+    if options.rerank_depth and reranker is None:
+        raise InputError("rerank_depth needs a re-ranker (--rerank-model)")
     for kind in index_kinds:
         check_index_kind(kind)  # before minutes of encoding
     if sparse is None and any(needs_sparse(k) for k in index_kinds):
@@ -496,6 +500,12 @@ def run_eval(dataset: EvalDataset, encoder: Encoder, *, index_kinds: Sequence[st
         robustness = _robustness(encoded, encoder, perturbations, options, progress)
         for r in reports:
             r["perturbations"] = robustness
+    if reranker is not None and options.rerank_depth:
+        from .reranked import rerank_report
+
+        reranked = rerank_report(encoded, reranker, options.rerank_depth, progress=progress)
+        for r in reports:
+            r["reranked"] = reranked
     for r, kind in zip(reports, index_kinds, strict=True):
         if needs_sparse(kind) and sparse is not None:
             r["sparse_model"] = sparse.spec
