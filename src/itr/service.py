@@ -163,6 +163,20 @@ class _SerialEncoder:
         return self._combined("pixels", list(pixels))
 
 
+class _SerialReranker:
+    """A re-ranker whose calls from request threads run one at a time."""
+
+    def __init__(self, reranker: Any) -> None:
+        self._inner = reranker
+        self._lock = threading.Lock()
+        self.spec = reranker.spec
+        self.fingerprint = reranker.fingerprint
+
+    def score_pairs(self, images: Sequence[Image.Image], texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return self._inner.score_pairs(images, texts)  # type: ignore[no-any-return]
+
+
 class IndexService:
     """Thread-safe search, item look-up, thumbnails and incremental add/delete on one index folder.
 
@@ -180,7 +194,8 @@ class IndexService:
     def __init__(self, root: str | os.PathLike[str], encoder: Encoder, sparse: Any = None, *,
                  read_only: bool = False, limits: ServiceLimits = ServiceLimits(),
                  thumbnails: ThumbnailCache | None = None, refresh_seconds: float = 1.0,
-                 lock_timeout: float = 10.0, index: DenseIndex | MilvusIndex | None = None) -> None:
+                 lock_timeout: float = 10.0, index: DenseIndex | MilvusIndex | None = None,
+                 reranker: Any = None, rerank_depth: int = 50) -> None:
         # A back end (milvus:...) is served read-only: its data is written by `itr export` from the
         # index folder, which stays the source of truth.
         self.remote = is_remote(root)
@@ -191,6 +206,9 @@ class IndexService:
         self.lock_timeout = lock_timeout
         self._encoder = _SerialEncoder(encoder, limits.max_batch)
         self._sparse = sparse
+        # One re-ranker call at a time: a cross-encoder batch already uses every core.
+        self.reranker = _SerialReranker(reranker) if reranker is not None else None
+        self.rerank_depth = rerank_depth
         self._thumbs = thumbnails or ThumbnailCache(max_pixels=limits.max_pixels)
         self._refresh_lock = threading.Lock()
         self._swap_lock = threading.Lock()
@@ -199,7 +217,7 @@ class IndexService:
             opened: DenseIndex | MilvusIndex = index if index is not None else open_index(str(root))
         else:
             opened = index if isinstance(index, DenseIndex) and index.root.resolve() == self.root else DenseIndex.open(self.root)
-        self._searcher = Searcher(self._encoder, opened, sparse)  # type: ignore[arg-type]
+        self._searcher = Searcher(self._encoder, opened, sparse, self.reranker)  # type: ignore[arg-type]
         self._checked = time.monotonic()
         self._ops: queue.Queue[_Op | None] = queue.Queue()
         self._committer: threading.Thread | None = None
@@ -232,7 +250,7 @@ class IndexService:
             # The committer and a refreshing request may both reload; the older snapshot must never
             # replace the newer one (a client must see its acknowledged write on its next request).
             if index.generation >= self._searcher.index.generation:
-                self._searcher = Searcher(self._encoder, index, self._sparse)  # type: ignore[arg-type]
+                self._searcher = Searcher(self._encoder, index, self._sparse, self.reranker)  # type: ignore[arg-type]
                 self._stamp = stamp
 
     @property

@@ -89,3 +89,26 @@ def test_cli_search_and_eval_with_a_reranker(tiny_blip: Path, tmp_path: Path) ->
     assert 0 <= rr["t2i"]["R@1"] <= rr["t2i"]["R@5"] <= 100
     code, _, stderr = run_cli("eval", f"jsonl:{src}", "--rerank-model", "nope", "-q")
     assert code == 2 and "unknown re-ranker 'nope'" in stderr
+
+
+def test_http_rerank_on_a_server_with_a_reranker(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from helpers import LOCAL, color_service
+
+    from itr.server import create_app
+
+    index = color_index(tmp_path, repr_="dense")
+    rr = _Reversed()
+    with_rr = color_service(index, refresh_seconds=0, reranker=rr, rerank_depth=6)
+    with TestClient(create_app(with_rr), base_url=LOCAL) as client:
+        plain = client.get("/api/search", params={"q": "red", "k": 3}).json()
+        res = client.get("/api/search", params={"q": "red", "k": 3, "rerank": "true"}).json()
+    with_rr.close()
+    assert rr.calls == 6 and "re-ranked by test:reversed" in res["note"] and plain["note"] is None
+    assert [r["score"] for r in res["results"]] == [5.0, 4.0, 3.0]
+    bare = color_service(index, refresh_seconds=0)
+    with TestClient(create_app(bare), base_url=LOCAL) as client:
+        res = client.get("/api/search", params={"q": "red", "rerank": "true"})
+    bare.close()
+    assert res.status_code == 400 and "--rerank-model" in res.json()["detail"]

@@ -586,6 +586,8 @@ def serve(
     allow_host: Annotated[list[str] | None, typer.Option(help="A host name the server is reached by, besides IP addresses, localhost and this machine's name (repeat; '*': any). Requests naming another are refused (DNS rebinding).")] = None,
     allow_origin: Annotated[list[str] | None, typer.Option(help="An origin (https://app.example.org) whose pages may add and delete items (repeat; '*': any). Other sites' pages are refused (CSRF).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level (info, warning, error...).")] = "info",
+    rerank_model: Annotated[str | None, typer.Option(help="A cross-encoder for requests with rerank=true (local:PATH, hf:ORG/NAME).")] = None,
+    rerank_depth: Annotated[int, typer.Option(help="With --rerank-model: first-stage results it re-scores per request.")] = 50,
 ) -> None:
     """Serve an index over HTTP: a search page at / and a JSON API under /api (schema at /docs)."""
     from ..service import IndexService, ServiceLimits
@@ -600,9 +602,17 @@ def serve(
 
         limits = ServiceLimits(max_k=max_k, max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_batch=max_batch)
         thumbs = ThumbnailCache(thumbnail_cache, max_pixels=limits.max_pixels)
+        reranker = None
+        if rerank_model is not None:
+            from ..rerank import load_reranker
+
+            if not 1 <= rerank_depth <= max_k * 10:
+                _fail(f"--rerank-depth must be between 1 and {max_k * 10} (got {rerank_depth})")
+            reranker = _with_spinner("loading re-ranker", lambda: load_reranker(rerank_model), False)
         service = _with_spinner(f"loading {display_path(index_dir)}",
                                 lambda: IndexService.open(index_dir, model=model, read_only=read_only, limits=limits,
-                                                          thumbnails=thumbs), False)
+                                                          thumbnails=thumbs, reranker=reranker,
+                                                          rerank_depth=rerank_depth), False)
         app_ = create_app(service, guard=RequestGuard(allowed_hosts=tuple(allow_host or ()),
                                                       allowed_origins=tuple(allow_origin or ())))
         c = service.index.counts

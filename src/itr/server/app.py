@@ -108,17 +108,22 @@ def create_app(service: IndexService, *, title: str = "ITR", guard: RequestGuard
         nprobe: Annotated[int | None, Query(ge=1, le=65536, description="Approximate IVF index: lists to visit (default: tuned).")] = None,
         ef_search: Annotated[int | None, Query(ge=1, le=65536, description="Approximate HNSW index: candidate list size (default: tuned).")] = None,
         exact: Annotated[bool, Query(description="Scan every vector, ignoring approximate indexes.")] = False,
+        rerank: Annotated[bool, Query(description="Re-rank the top results with the server's cross-encoder "
+                                               "(itr serve --rerank-model).")] = False,
         min_score: Annotated[str | None, Query(max_length=32, pattern=r"^(auto|-?[0-9]+(\.[0-9]+)?)$",
                                                description="Leave out results scoring below this (dense scores); "
                                                "'auto': the threshold `itr calibrate` stored. Nothing left: "
                                                "no_good_match is true.")] = None,
     ) -> SearchOptions:
         """The query parameters every search endpoint takes."""
+        if rerank and service.reranker is None:
+            raise InputError("this server has no re-ranker: start it with itr serve ... --rerank-model MODEL")
         threshold = None
         if min_score is not None:
             threshold = service.searcher.calibrated_min_score() if min_score == "auto" else float(min_score)
         return SearchOptions(k=k, target=target, mode=mode, fusion=fusion, explain=explain, nprobe=nprobe,
-                             ef_search=ef_search, exact=exact, min_score=threshold)
+                             ef_search=ef_search, exact=exact, min_score=threshold,
+                             rerank_depth=service.rerank_depth if rerank else 0)
 
     Options = Annotated[SearchOptions, Depends(search_options)]
 
