@@ -121,10 +121,12 @@ class TorchEncoder(ABC):
         return encode_images_via_pixels(self, images)
 
     def embed_pixels_with_grad(self, pixels: Any) -> Any:
-        """torch (N, C, H, W) preprocessed pixels -> L2-normalised torch (N, D), differentiable in the
-        pixels (for white-box attacks such as ``itr eval --perturb pgd``)."""
+        """torch (N, C, H, W) preprocessed pixels that require grad -> L2-normalised torch (N, D),
+        differentiable in the pixels (for white-box attacks such as ``itr eval --perturb pgd``)."""
         import torch
 
+        if not pixels.requires_grad:
+            raise ValueError("embed_pixels_with_grad needs pixels that require grad; use encode_pixels otherwise")
         with torch.enable_grad():
             out = self._embed_pixels(pixels).float()
             return out / out.norm(dim=-1, keepdim=True).clamp(min=1e-12)

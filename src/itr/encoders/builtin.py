@@ -296,8 +296,8 @@ class BuiltinConseEncoder(TorchEncoder):
         import torch
 
         model = self.image_model
-        # Inference mode unless the caller wants gradients (embed_pixels_with_grad, for attacks).
-        with torch.inference_mode(not torch.is_grad_enabled()):
+        # Inference mode unless the caller wants gradients in the pixels (attacks: embed_pixels_with_grad).
+        with torch.inference_mode(not (pixels.requires_grad and torch.is_grad_enabled())):
             x = model.extract_features(pixels.contiguous(memory_format=torch.channels_last))
             pooled = x.mean(dim=(2, 3))
             return pooled, model._fc(pooled)  # dropout is the identity in eval mode

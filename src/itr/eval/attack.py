@@ -70,8 +70,7 @@ def pgd_embeddings(encoder: Any, image_paths: Sequence[str], targets: np.ndarray
             x = x.detach() - stride * grad.sign()
             x = torch.max(torch.min(x, clean + budget), clean - budget)
             x = torch.max(torch.min(x, hi), lo)
-        with torch.no_grad():
-            out[start : start + len(paths)] = encoder.embed_pixels_with_grad(x.detach()).detach().numpy()
+        out[start : start + len(paths)] = encoder.encode_pixels(x.detach().numpy())  # the usual inference path
         if progress:
             progress(min(start + batch_size, len(image_paths)), len(image_paths))
     return out
