@@ -12,10 +12,12 @@ from itr.errors import InputError, UnknownNameError
 
 
 def test_all_is_in_sync() -> None:
-    public = {n for n in dir(itr) if not n.startswith("_")} - {"annotations", "backends", "calibration", "cli", "collection", "datasets",
-              "encoders", "errors", "eval", "images", "index", "records", "search", "server", "service", "sparse", "testing",
-              "thumbnails", "train", "types"}
-    assert public == set(itr.__all__) - {"__version__"}
+    import types
+
+    # Submodules appear as attributes once anything imported them, so which ones depends on the
+    # tests that ran before: they are not the public names __all__ lists.
+    public = {n for n in dir(itr) if not n.startswith("_") and not isinstance(getattr(itr, n), types.ModuleType)}
+    assert public - {"annotations"} == set(itr.__all__) - {"__version__"}
 
 
 def test_core_import_is_light() -> None:
