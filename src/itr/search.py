@@ -201,7 +201,8 @@ class Searcher:
         if text is not None:  # text query: the hits are images (text hits: captions read as images are not)
             if options.target is not Target.IMAGES:
                 raise InputError("re-ranking a text query needs --target images (the re-ranker reads image and text)")
-            images = [load_image(h.path, draft_size=None) for h in head if h.path]
+            # Cross-encoders read at most ~384 pixels: a JPEG draft at 512 saves decoding every pixel.
+            images = [load_image(h.path, draft_size=(512, 512)) for h in head if h.path]
             if len(images) != len(head):
                 raise InputError("re-ranking needs every hit's image file")
             scores = self.reranker.score_pairs(images, [text] * len(head))

@@ -14,9 +14,14 @@ from .datasets import EvalDataset
 from .metrics import deterministic_scores
 
 
-def query_scores(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray) -> tuple[np.ndarray, ...]:
-    """``(present, correct, absent)`` top-1 scores of every text query (``calibration.top1_scores``)."""
-    return top1_scores(deterministic_scores(image_emb, text_emb), np.asarray(text_image, dtype=np.int64))
+def query_scores(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, *,
+                 chunk: int = 2048) -> tuple[np.ndarray, ...]:
+    """``(present, correct, absent)`` top-1 scores of every text query (``calibration.top1_scores``),
+    ``chunk`` texts at a time (MSCOCO's full score matrix would be 500 MB, twice over)."""
+    text_image = np.asarray(text_image, dtype=np.int64)
+    parts = [top1_scores(deterministic_scores(image_emb, text_emb[s : s + chunk]), text_image[s : s + chunk])
+             for s in range(0, len(text_emb), chunk)]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
 def calibrate(dataset: EvalDataset, encoder: Encoder, *, target_precision: float = 0.9, options: Any = None,

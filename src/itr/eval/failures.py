@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .._utils import atomic_write_bytes
 from ..errors import BadImageError
 from ..images import load_image
-from .metrics import deterministic_scores
+from .metrics import deterministic_scores, rank_counts_from_embeddings
 
 TOP = 5
 _CELL = 112
@@ -33,29 +33,29 @@ def find_failures(image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.nd
     ``top`` results: ``{"t2i": [{"query", "rank", "right", "right_score", "top": [{"image", "score"}]}],
     "i2t": [{"image", "rank", "captions", "top": [{"text", "score"}]}]}``."""
     text_image = np.asarray(text_image, dtype=np.int64)
+    queries = np.unique(text_image)  # images no caption describes (distractors) are no i2t query
+    # Ranks from the shared, chunked rank counts (pessimistic ties); only the n worst queries get
+    # their scores computed again, so no full score matrix is held.
+    counts = rank_counts_from_embeddings(image_emb, text_emb, text_image, i2t_images=queries)
+    i2t_ranks, t2i_ranks = counts.ranks("pessimistic")
     out: dict[str, list[dict[str, Any]]] = {"t2i": [], "i2t": []}
-    scores = deterministic_scores(text_emb, image_emb)  # (n_texts, n_images)
-    own = scores[np.arange(len(texts)), text_image]
-    ranks = (scores >= own[:, None]).sum(axis=1)  # 1 + the others at or above the own image (pessimistic)
-    for t in np.argsort(-ranks, kind="stable")[:n]:
-        if ranks[t] == 1:
+    for t in np.argsort(-t2i_ranks, kind="stable")[:n]:
+        if t2i_ranks[t] == 1:
             break
-        best = np.argsort(-scores[t], kind="stable")[:top]
-        out["t2i"].append({"query": texts[t], "rank": int(ranks[t]), "right": image_paths[text_image[t]],
-                           "right_score": round(float(own[t]), 4),
-                           "top": [{"image": image_paths[i], "score": round(float(scores[t, i]), 4)} for i in best]})
-    by_image = scores.T  # (n_images, n_texts)
-    own_mask = text_image[None, :] == np.arange(len(image_paths))[:, None]
-    best_own = np.where(own_mask, by_image, -np.inf).max(axis=1)
-    i2t_ranks = 1 + ((by_image >= best_own[:, None]) & ~own_mask).sum(axis=1)
-    i2t_ranks[~own_mask.any(axis=1)] = 0  # distractors (no caption) are no i2t query
-    for i in np.argsort(-i2t_ranks, kind="stable")[:n]:
-        if i2t_ranks[i] <= 1:
+        scores = deterministic_scores(text_emb[t : t + 1], image_emb)[0]
+        best = np.argsort(-scores, kind="stable")[:top]
+        out["t2i"].append({"query": texts[t], "rank": int(t2i_ranks[t]), "right": image_paths[text_image[t]],
+                           "right_score": round(float(scores[text_image[t]]), 4),
+                           "top": [{"image": image_paths[i], "score": round(float(scores[i]), 4)} for i in best]})
+    for q in np.argsort(-i2t_ranks, kind="stable")[:n]:
+        if i2t_ranks[q] == 1:
             break
-        best = np.argsort(-by_image[i], kind="stable")[:top]
-        out["i2t"].append({"image": image_paths[i], "rank": int(i2t_ranks[i]),
-                           "captions": [texts[t] for t in np.flatnonzero(own_mask[i])],
-                           "top": [{"text": texts[t], "score": round(float(by_image[i, t]), 4)} for t in best]})
+        i = int(queries[q])
+        scores = deterministic_scores(image_emb[i : i + 1], text_emb)[0]
+        best = np.argsort(-scores, kind="stable")[:top]
+        out["i2t"].append({"image": image_paths[i], "rank": int(i2t_ranks[q]),
+                           "captions": [texts[t] for t in np.flatnonzero(text_image == i)],
+                           "top": [{"text": texts[t], "score": round(float(scores[t]), 4)} for t in best]})
     return out
 
 

@@ -88,9 +88,7 @@ def _t2i_counts(scores: np.ndarray, text_image: np.ndarray) -> tuple[np.ndarray,
 
 def _i2t_counts(scores: np.ndarray, text_image: np.ndarray, first_image: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``scores``: (b, n_texts) for images ``first_image .. first_image + b``; the best own caption counts."""
-    own_mask = text_image[None, :] == (first_image + np.arange(scores.shape[0]))[:, None]
-    best_own = np.where(own_mask, scores, -np.inf).max(axis=1)[:, None]
-    return _counts(scores, best_own, own_mask, axis=1)
+    return _i2t_counts_of(scores, text_image, first_image + np.arange(scores.shape[0]))
 
 
 def _i2t_counts_of(scores: np.ndarray, text_image: np.ndarray, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
