@@ -11,6 +11,10 @@ from itr.testing import ColorEncoder, solid_image
 def pytest_configure(config: pytest.Config) -> None:
     # Derived model files (class-prompt embeddings) go to pytest's cache folder: never the user's
     # home, and reused across runs. Set before any fixture loads a model.
+    # No test may reach a real host: hub model names resolve against a closed loopback port unless a
+    # test starts its own fake hub (tests/fake_hub.py).
+    os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
+    os.environ.pop("HF_HUB_OFFLINE", None)
     os.environ["ITR_CACHE_DIR"] = str(config.cache.mkdir("itr-cache")) if getattr(config, "cache", None) else "/tmp/itr-test-cache"
 
 

@@ -47,5 +47,8 @@ def test_missing_local_model_folder(tmp_path: Path) -> None:
 
 def test_hf_model_not_in_cache_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(InputError, match="not in the local Hugging Face cache.*huggingface-cli download"):
+    with pytest.raises(InputError, match="not cached and the hub at http://127.0.0.1:9 cannot be reached"):
+        load_encoder("hf:openai/clip-vit-base-patch32")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="not in the local Hugging Face cache.*--offline.*huggingface-cli download"):
         load_encoder("hf:openai/clip-vit-base-patch32")

@@ -24,6 +24,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(train_app, name="train")
 
 
+@app.callback()
+def _options(
+    offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hugging Face hub: hf:ORG/NAME models come from the local cache only (same as HF_HUB_OFFLINE=1).")] = False,
+) -> None:
+    if offline:
+        # The hub's own documented switch, read by ITR at call time and by huggingface_hub and
+        # transformers when they are imported (after this point: the CLI imports them lazily).
+        import os
+
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+
 @app.command()
 def index(
     source: Annotated[Path, typer.Argument(help="Folder of images (recursive), or JSONL of {image, captions, id?, meta?}.")],
@@ -326,12 +338,39 @@ def _ann_summary(manifest: dict[str, Any]) -> dict[str, Any] | None:
 
 
 @app.command()
-def models() -> None:
-    """List the model names that --model accepts."""
+def models(
+    cached: Annotated[bool, typer.Option("--cached", help="List the models in the local Hugging Face cache and what each needs.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the model names that --model accepts (with --cached: the hub models already downloaded)."""
     from ..encoders import list_encoders
 
-    for name in list_encoders():
-        out.print(name, markup=False)
+    if not cached:
+        names = list_encoders()
+        if json_out:
+            print_json(names)
+        for name in [] if json_out else names:
+            out.print(name, markup=False)
+        return
+    from ..encoders.hub import hub_cache_dir, list_cached_models
+
+    with _errors():
+        found = list_cached_models()
+    if json_out:
+        print_json([{"repo": m.repo, "spec": m.spec, "kind": m.kind, "size_bytes": m.size_bytes,
+                     "revisions": m.revisions, "folder": str(m.folder), "needs": m.needs} for m in found])
+        return
+    if not found:
+        out.print(f"no models in the Hugging Face cache {display_path(hub_cache_dir())}; "
+                  "hf:ORG/NAME downloads one on first use", markup=False)
+        return
+    table = Table(box=box.SIMPLE, title=f"Hugging Face cache: {display_path(hub_cache_dir())}")
+    for col in ("use as", "kind", "size", "needs"):
+        table.add_column(col)
+    for m in found:
+        use = m.spec and (f"--rerank-model {m.spec}" if m.kind == "re-ranker" else f"--model {m.spec}")
+        table.add_row(use or m.repo, m.kind, f"{m.size_bytes / 2**20:.1f} MiB", m.needs or "nothing")
+    out.print(table)
 
 
 @app.command("eval")

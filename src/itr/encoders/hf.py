@@ -148,7 +148,7 @@ class HFEncoder(TorchEncoder):
 
 
 def resolve_model_folder(spec: str) -> Path:
-    """The folder of ``local:PATH`` or ``hf:ORG/NAME`` (the latter from the local Hugging Face cache)."""
+    """The folder of ``local:PATH`` or ``hf:ORG/NAME`` (the hub cache, downloading on first use)."""
     scheme, _, rest = spec.partition(":")
     if not rest:
         raise InputError(f"model '{spec}' needs a name: hf:ORG/NAME or local:PATH")
@@ -157,17 +157,9 @@ def resolve_model_folder(spec: str) -> Path:
         if not path.is_dir():
             raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
         return path.resolve()
-    # hf:ORG/NAME is read from the local Hugging Face cache only: ITR never downloads at run time
-    # (offline machines would hang on the attempt), so a missing model gets a one-line fix instead.
-    hub = require("huggingface_hub", "hf", f"model '{spec}'")
-    try:
-        folder = hub.snapshot_download(rest, local_files_only=True)
-    except Exception as exc:  # noqa: BLE001 - hub raises several unrelated types for "not cached"
-        raise InputError(
-            f"model '{spec}' is not in the local Hugging Face cache; on a connected machine run "
-            f"'huggingface-cli download {rest}' (or save_pretrained to a folder and use local:PATH)"
-        ) from exc
-    return Path(folder)
+    from .hub import resolve_hub_model
+
+    return resolve_hub_model(spec, rest)
 
 
 def load_hf(spec: str) -> HFEncoder:
