@@ -187,3 +187,17 @@ def test_approximate_index_from_the_cli(emoji_jsonl: Path, emoji_index: Path, tm
     assert code == 2 and "unknown index kind 'annoy'; valid kinds: exact, auto, hnsw" in stderr
     code, _, _ = itr("index", emoji_jsonl, "--out", copy, "--index", "exact", "--quiet")
     assert code == 0 and not list(copy.glob("segments/*/ann-*"))
+
+
+def test_queries_from_stdin_load_the_model_once(emoji_index: Path) -> None:
+    from typer.testing import CliRunner
+
+    from itr.cli.main import app
+
+    res = CliRunner().invoke(app, ["search", str(emoji_index), "-k", "2", "--json"],
+                             input="a watch\n\n   \nan umbrella\n")
+    assert res.exit_code == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]  # JSON Lines: one document per query
+    assert [p["query"] for p in lines] == ["a watch", "an umbrella"] and all(len(p["results"]) == 2 for p in lines)
+    res = CliRunner().invoke(app, ["search", str(emoji_index), "-k", "1"], input="a watch\n")
+    assert res.exit_code == 0 and "images for: a watch" in res.stdout

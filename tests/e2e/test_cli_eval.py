@@ -62,6 +62,29 @@ def test_jsonl_split_and_json_to_stdout(tmp_path: Path) -> None:
     assert report["tie_rule"] == "optimistic"
 
 
+def test_impossible_combinations_are_refused_before_any_work(tmp_path: Path) -> None:
+    code, _, stderr = itr("eval", f"jsonl:{tmp_path}/never-read.jsonl", "-m", "builtin", "-m", "builtin:conse",
+                          "-m", "builtin:nope", "--index", "sparse")
+    assert code == 2 and "nothing evaluated" in stderr and "never-read" not in stderr
+    assert "--model builtin:conse with --index sparse: no lexicon head ships" in stderr
+    assert "--model builtin:nope: unknown built-in model" in stderr and "--model builtin:" in stderr
+
+
+def test_a_model_that_cannot_load_costs_that_model_only(tmp_path: Path) -> None:
+    for i, color in enumerate(("red", "green", "blue", "yellow")):
+        solid_image(tmp_path / f"{i}.png", color)
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("".join(f'{{"image": "{i}.png", "captions": ["a {c} square"]}}\n'
+                             for i, c in enumerate(("red", "green", "blue", "yellow"))))
+    (tmp_path / "empty-model").mkdir()
+    code, stdout, stderr = itr("eval", f"jsonl:{jsonl}", "-m", "builtin:conse", "-m", f"local:{tmp_path / 'empty-model'}",
+                               "--json", tmp_path / "r.json")
+    assert code == 2 and "skipped model local:" in stderr and "cannot load model" in stderr
+    report = json.loads((tmp_path / "r.json").read_text())  # one run: the report itself
+    assert report["model"] == "builtin:conse" and "cannot load model" in report["skipped_models"][0]
+    assert "None" not in stdout and "(4 images, 4 texts)" in stdout  # a set without splits names none
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["eval", "coco:{tmp}/x.json"], "unknown dataset 'coco:"),
     (["eval", "jsonl:{tmp}/missing.jsonl"], "dataset file not found"),

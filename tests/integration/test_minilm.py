@@ -47,3 +47,15 @@ def test_embeddings_match_transformers(reference) -> None:  # type: ignore[no-un
     assert np.abs(got - expected).max() < 1e-4
     with torch.inference_mode():  # one text alone equals the same text in a padded batch
         assert np.abs(ours.embed(TEXTS[:1]).numpy() - got[:1]).max() < 1e-4
+
+
+def test_a_text_query_loads_no_image_backbone() -> None:
+    from itr.encoders import load_encoder
+
+    enc = load_encoder("builtin:conse")  # a fresh instance (the shared fixture may have encoded images)
+    enc.encode_texts(["a dog"])
+    assert enc._image_model is None
+    from PIL import Image
+
+    enc.encode_images([Image.new("RGB", (40, 40))])
+    assert enc._image_model is not None

@@ -28,10 +28,12 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 T = TypeVar("T")
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: Any, *, compact: bool = False) -> None:
     """``obj`` as one JSON document on stdout, always valid (RFC 8259): no NaN, no undecodable bytes
-    (names that are not UTF-8 get backslash escapes), whatever the index or report holds."""
-    text = json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False, indent=2 if sys.stdout.isatty() else None)
+    (names that are not UTF-8 get backslash escapes), whatever the index or report holds.
+    ``compact``: one line whatever the terminal (JSON Lines, one document per query)."""
+    indent = 2 if sys.stdout.isatty() and not compact else None
+    text = json.dumps(json_safe(obj), ensure_ascii=False, allow_nan=False, indent=indent)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
@@ -42,12 +44,17 @@ def fail(message: str, code: int = 2) -> None:
 
 
 @contextmanager
-def errors() -> Iterator[None]:
-    """Turn library errors into one line on stderr and exit code 2 (130 for interruptions)."""
+def errors(*, exit_on_error: bool = True) -> Iterator[None]:
+    """Turn library errors into one line on stderr and exit code 2 (130 for interruptions).
+    ``exit_on_error=False``: print the line and go on (one bad query in a stream of them)."""
     try:
         yield
     except ItrError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not exit_on_error:
+            err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+            return
+        fail(message)
     except KeyboardInterrupt:
         err.print("interrupted: work committed so far is kept; run the same command again to resume")
         raise typer.Exit(130) from None

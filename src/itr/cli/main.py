@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +12,12 @@ from rich import box
 from rich.table import Table
 
 from .._utils import display_path
-from ..errors import InputError
 from .common import err, out, print_json, progress_bars
 from .common import errors as _errors
 from .common import fail as _fail
 from .common import progress_bar as _progress
 from .common import with_spinner as _with_spinner
+from .evaluate import eval_
 from .train import train_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -93,7 +94,9 @@ def index(
                 from ..index.distributed import RayOptions, RaySession, build_index_ray
 
                 session = stack.enter_context(RaySession(ray_address))
+            loading = time.perf_counter()
             encoder = _with_spinner(f"loading model {model}", lambda: load_encoder(model), quiet or json_out)
+            load_seconds = time.perf_counter() - loading
             sparse = None
             if "sparse" in reprs:
                 from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
@@ -115,13 +118,16 @@ def index(
                     report = build_index(scan, encoder, out_dir, options, progress=bar("encoding"), sparse=sparse,
                                          ann_progress=bar("approximate index"), on_wait=waiting)
     if json_out:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "model_load_seconds": round(load_seconds, 3)})
         return
     c = report.counts
+    # The encode rate alone: on a small set, loading the model and writing would otherwise dominate it.
+    rate = (f"; encoded {report.images_encoded} images in {report.encode_seconds or report.seconds:.1f} s "
+            f"({report.images_per_second:.1f} images/s)" if report.images_encoded else "")
     out.print(f"index {display_path(out_dir)}: {c.get('images', 0)} images, {c.get('texts', 0)} texts "
               f"({report.added} added, {report.updated} updated, {report.removed} removed, "
-              f"{report.unchanged} unchanged) in {report.seconds:.1f} s"
-              + (f", {report.images_per_second:.1f} images/s" if report.images_encoded else ""))
+              f"{report.unchanged} unchanged) in {report.seconds:.1f} s, model loaded in {load_seconds:.1f} s"
+              + rate)
     for line in report.ann:
         out.print(f"  approximate index {line}", markup=False)
     if report.resumed_shards:
@@ -146,7 +152,7 @@ def _choice(enum: Any, value: str, flag: str) -> Any:
 @app.command()
 def search(
     index_dir: Annotated[str, typer.Argument(metavar="INDEX", help="Index folder, or an export: milvus:URI[#NAME].")],
-    query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
+    query: Annotated[str | None, typer.Argument(help="Text query (none: read queries from stdin, one per line).")] = None,
     image: Annotated[Path | None, typer.Option("--image", "-i", help="Search with this image instead of text.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     target: Annotated[str, typer.Option(help="What to search: 'images' or 'texts'.")] = "images",
@@ -165,7 +171,10 @@ def search(
     rerank_depth: Annotated[int, typer.Option(help="With --rerank-model: how many first-stage results it re-scores.")] = 50,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Search an index by text or by image, for images or for texts."""
+    """Search an index by text or by image, for images or for texts. With no query and no --image,
+    reads one query per line from stdin (or prompts, in a terminal), loading the model once."""
+    from dataclasses import replace
+
     from ..search import Fusion, Mode, SearchOptions, open_searcher
     from ..types import Target
 
@@ -177,7 +186,7 @@ def search(
                                 rerank=rerank, exact=exact)
         if image is not None and query is not None:
             _fail("give a text query or --image, not both")
-        if image is None and (query is None or not query.strip()):
+        if image is None and query is not None and not query.strip():
             _fail("query is empty: give some text, or search by image with --image PATH")
         threshold = None
         if min_score is not None and min_score != "auto":
@@ -185,33 +194,60 @@ def search(
                 threshold = float(min_score)
             except ValueError:
                 _fail(f"--min-score must be a number or 'auto' (got '{min_score}')")
+        if rerank_model is not None and rerank_depth < 1:
+            _fail(f"--rerank-depth must be at least 1 (got {rerank_depth})")
         searcher = _with_spinner("loading model", lambda: open_searcher(index_dir, model), json_out)
         if rerank_model is not None:
-            from dataclasses import replace as _replace
-
             from ..rerank import load_reranker
 
-            if rerank_depth < 1:
-                _fail(f"--rerank-depth must be at least 1 (got {rerank_depth})")
             searcher.reranker = _with_spinner("loading re-ranker", lambda: load_reranker(rerank_model), json_out)
-            options = _replace(options, rerank_depth=rerank_depth)
+            options = replace(options, rerank_depth=rerank_depth)
         if min_score == "auto":
             threshold = searcher.calibrated_min_score()
         if threshold is not None:
-            from dataclasses import replace
-
             options = replace(options, min_score=threshold)
         if image is not None:
-            response = searcher.query_image(image, options)
-            shown = f"image {display_path(image)}"
-        else:
-            assert query is not None
-            response = searcher.query_texts([query], options)[0]
-            shown = query
+            _print_response(searcher.query_image(image, options), options, f"image {display_path(image)}",
+                            {"image": display_path(image)}, json_out)
+            return
+        if query is not None:
+            _print_response(searcher.query_texts([query], options)[0], options, query, query, json_out)
+            return
+    _query_loop(searcher, options, json_out)
+
+
+def _query_loop(searcher: Any, options: Any, json_out: bool) -> None:
+    """``itr search INDEX`` without a query: one query per line of stdin (a prompt in a terminal),
+    with the model loaded once. A bad query costs that query, never the loop."""
+    import sys
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print("type a query and press Enter (an empty line or Ctrl-D ends)", markup=False)
+    while True:
+        try:
+            line = input("query> ") if interactive else sys.stdin.readline()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not interactive and line == "":
+            break  # end of input
+        text = line.strip()
+        if not text:
+            if interactive:
+                break
+            continue
+        with _errors(exit_on_error=False):
+            _print_response(searcher.query_texts([text], options)[0], options, text, text, json_out, compact=True)
+
+
+def _print_response(response: Any, options: Any, shown: str, query_json: Any, json_out: bool,
+                    compact: bool = False) -> None:
+    from ..types import Target
+
+    tgt, explain = options.target, options.explain
     hits = response.hits
     if json_out:
-        payload: dict[str, Any] = {"query": shown if image is None else {"image": display_path(image)},
-                                   "target": tgt.value, "mode": response.mode.value}
+        payload: dict[str, Any] = {"query": query_json, "target": tgt.value, "mode": response.mode.value}
         if response.note:
             payload["note"] = response.note
         if response.query_terms:
@@ -220,7 +256,7 @@ def search(
             payload.update(min_score=options.min_score, no_good_match=response.no_good_match,
                            best_score=response.best_score)
         payload["results"] = [h.to_dict() for h in hits]
-        print_json(payload)
+        print_json(payload, compact=compact)
         return
     if response.no_good_match:
         best = "" if response.best_score is None else f"; the best scored {response.best_score:.4f}"
@@ -373,208 +409,7 @@ def models(
     out.print(table)
 
 
-@app.command("eval")
-def eval_(
-    datasets: Annotated[list[str], typer.Argument(
-        metavar="DATASET...", help="jsonl:PATH, karpathy:PATH (with --images-root), emoji[:LANG[,LANG...]], openclipart, gcompris[-photos|-drawings][:LANG,...], tuxpaint; matching sets: emoji-attributes[:LANG], sugarcrepe:FOLDER, winoground:FOLDER.")],
-    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="Encoder; repeat to compare several.")] = None,
-    indexes: Annotated[list[str] | None, typer.Option("--index", help="Index kind; repeat to compare: exact, auto, hnsw, ivf-flat, ivf-sq8, ivf-pq, opq-ivf-pq, sq8, sq-fp16 (as itr index --index builds them), faiss:FACTORY[@PARAMS] (e.g. faiss:HNSW32@efSearch=64), sparse[@max_postings=N], hybrid[:rescore|rrf|weighted][@candidates=N].")] = None,
-    sparse_model: Annotated[str | None, typer.Option(help="Lexicon head for sparse/hybrid kinds (default: the model's shipped one).")] = None,
-    split: Annotated[str | None, typer.Option(help="Split to evaluate (default: test for karpathy and built-in sets).")] = None,
-    images_root: Annotated[Path | None, typer.Option(help="Folder holding the dataset's images.")] = None,
-    skip_missing: Annotated[bool, typer.Option(help="Evaluate on the images that exist/decode when some do not.")] = False,
-    max_captions: Annotated[int | None, typer.Option(help="Captions per image (0: all; karpathy default 5).")] = None,
-    tie: Annotated[str, typer.Option(help="Tie rule: 'pessimistic' (ties count against) or 'optimistic'.")] = "pessimistic",
-    protocol: Annotated[str, typer.Option(help="itr (default), clip_benchmark (every caption), karpathy5 (first 5 captions), lavis (every caption; one matrix per direction).")] = "itr",
-    decode: Annotated[str, typer.Option(help="reference: every JPEG pixel, no EXIF turn, as the benchmarks' loaders; fast: reduced-size JPEG decoding as indexing does.")] = "reference",
-    ci: Annotated[bool, typer.Option("--ci", help="Bootstrap 95 % confidence intervals (images resampled), and a paired test of each run against the first on its dataset.")] = False,
-    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for --ci.")] = 1000,
-    failures: Annotated[int, typer.Option(help="Write the N worst queries each way with their top results (Markdown and a contact-sheet PNG per run).")] = 0,
-    failures_dir: Annotated[Path, typer.Option(help="Folder for the --failures files.")] = Path("failures"),
-    perturb: Annotated[list[str] | None, typer.Option("--perturb", help="Robustness: evaluate again on perturbed images; repeat: jpeg[@quality=10], blur[@radius=3], downscale[@factor=4], crop[@keep=0.5], rotate[@degrees=30], typographic[@size=0.2] (another item's caption written on the image).")] = None,
-    rerank_model: Annotated[str | None, typer.Option(help="Also evaluate the model re-ranked by this cross-encoder (local:PATH, hf:ORG/NAME), LAVIS's two-matrix protocol.")] = None,
-    rerank_depth: Annotated[int, typer.Option(help="With --rerank-model: results re-scored per query (LAVIS k_test: 128 Flickr30K, 256 COCO).")] = 128,
-    no_match: Annotated[float | None, typer.Option(help="Fit a 'no good match' threshold at this answer precision (0-1) on the dataset's val split and report how it does on the evaluated split.")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report as JSON ('-': stdout).")] = None,
-    md_path: Annotated[Path | None, typer.Option("--md", help="Write the comparison as a Markdown table.")] = None,
-    plot_path: Annotated[Path | None, typer.Option("--plot", help="Write a recall-vs-K plot (.png/.svg/.pdf).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per encoding step.")] = 32,
-    workers: Annotated[int | None, typer.Option(help="Image decoding threads.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed (sampling of latency queries).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-) -> None:
-    """Recall@K both ways (plus speed and size) of one or more models on one or more datasets."""
-    from ..encoders import load_encoder
-    from ..eval import EvalOptions, LoadOptions, load_eval_dataset, run_eval
-    from ..eval.galleries import needs_sparse
-    from ..eval.perturb import parse_perturbation
-    from ..eval.protocols import captions_for, get_protocol
-    from ..eval.report import (
-        LANGUAGE_COLUMNS,
-        MATCHING_COLUMNS,
-        TERMINAL_COLUMNS,
-        check_plot_path,
-        language_rows,
-        matching_rows,
-        mrv_text,
-        plot_recall,
-        reports_json,
-        robustness_lines,
-        terminal_header,
-        terminal_tables,
-        uncertainty_lines,
-        write_json,
-        write_markdown,
-    )
-    from ..eval.runner import add_comparisons, check_index_kind
-
-    models = models or ["builtin"]
-    indexes = indexes or ["exact"]
-    to_stdout = json_path is not None and str(json_path) == "-"
-    quiet = quiet or to_stdout
-    reports: list[dict[str, Any]] = []
-    with _errors():
-        if tie not in ("pessimistic", "optimistic"):
-            _fail(f"--tie must be 'pessimistic' or 'optimistic' (got '{tie}')")
-        if decode not in ("reference", "fast"):
-            _fail(f"--decode must be 'reference' or 'fast' (got '{decode}')")
-        if no_match is not None and not 0 < no_match <= 1:
-            _fail(f"--no-match must be a precision in (0, 1] (got {no_match})")
-        if failures < 0:
-            _fail(f"--failures must be 0 or more (got {failures})")
-        if ci and resamples < 10:
-            _fail(f"--resamples must be at least 10 (got {resamples})")
-        chosen = get_protocol(protocol)
-        max_captions = captions_for(chosen, max_captions)
-        for kind in indexes:
-            check_index_kind(kind)
-        if plot_path is not None:
-            check_plot_path(plot_path)
-        load = LoadOptions(split=split, images_root=str(images_root) if images_root else None,
-                           skip_missing=skip_missing, max_captions=max_captions)
-        options = EvalOptions(batch_size=batch_size, workers=workers, skip_missing=skip_missing,
-                              tie=tie, seed=seed, decode=decode, protocol=chosen.name,  # type: ignore[arg-type]
-                              ci_resamples=resamples if ci else 0, failures=failures,
-                              perturb=tuple(perturb or ()), rerank_depth=rerank_depth if rerank_model else 0)
-        if rerank_model is not None and rerank_depth < 1:
-            _fail(f"--rerank-depth must be at least 1 (got {rerank_depth})")
-        reranker = None
-        if rerank_model is not None:
-            from ..rerank import load_reranker
-
-            reranker = _with_spinner("loading re-ranker", lambda: load_reranker(rerank_model), quiet)
-        for spec in options.perturb:
-            parse_perturbation(spec)  # before minutes of encoding
-        from ..eval.matching import is_matching_spec, load_matching_set, run_matching
-
-        loaded, matching = [], []
-        for spec in datasets:
-            with _progress(f"preparing {spec}", not quiet) as progress:
-                if is_matching_spec(spec):
-                    matching.append(load_matching_set(spec, images_root=str(images_root) if images_root else None,
-                                                      skip_missing=skip_missing, progress=progress))
-                else:
-                    loaded.append(load_eval_dataset(spec, load, progress=progress))
-        for model in models:
-            encoder = _with_spinner(f"loading model {model}", lambda m=model: load_encoder(m), quiet)
-            sparse = None
-            if any(needs_sparse(k) for k in indexes):  # once per model, not once per dataset
-                from ..sparse.encoder import default_sparse_spec, load_sparse_encoder
-
-                sparse = load_sparse_encoder(sparse_model or default_sparse_spec(encoder), encoder)
-            for ds in loaded:
-                run_options = options
-                if no_match is not None:
-                    from dataclasses import replace
-
-                    from ..eval.calibrate import calibrate
-
-                    if ds.split == "val":
-                        _fail("--no-match fits on the val split: evaluate another one (--split test)")
-                    try:
-                        val = load_eval_dataset(ds.name, replace(load, split="val"))
-                    except InputError as exc:
-                        _fail(f"--no-match fits its threshold on the val split of {ds.name}, which it cannot "
-                              f"give ({exc}); calibrate on another set with itr calibrate")
-                    with _progress(f"{model}: no-match threshold on {ds.name} (val)", not quiet) as progress:
-                        run_options = replace(options, calibration=calibrate(val, encoder, target_precision=no_match,
-                                                                             options=options, progress=progress))
-                with _progress(f"{model} on {ds.name}", not quiet) as progress:
-                    reports.extend(run_eval(ds, encoder, index_kinds=indexes, options=run_options, progress=progress,
-                                            sparse=sparse, reranker=reranker))
-            for ms in matching:
-                with _progress(f"{model} on {ms.name}", not quiet) as progress:
-                    reports.append(run_matching(ms, encoder, batch_size=batch_size, workers=workers,
-                                                skip_missing=skip_missing, seed=seed, progress=progress))
-        if ci:
-            add_comparisons(reports, resamples=resamples, seed=seed)
-        if failures:
-            from ..eval.failures import write_failures
-
-            for r in reports:
-                if "failures" in r:
-                    md_file, _ = write_failures(r, failures_dir)
-                    r["failures_files"] = str(md_file)
-        if json_path is not None and not to_stdout:
-            write_json(reports, json_path)
-        if md_path is not None:
-            write_markdown(reports, md_path)
-        if plot_path is not None:
-            plot_recall(reports, plot_path)
-    if to_stdout:
-        print_json(reports_json(reports))
-        return
-    for title, rows in terminal_tables(reports):
-        table = Table(title=f"Recall@K (%) · {title}", title_justify="left", box=box.SIMPLE_HEAD)
-        for i, col in enumerate(TERMINAL_COLUMNS):
-            table.add_column(col, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i > 0)
-        for row in rows:
-            table.add_row(*row)
-        out.print(table)
-    for r in reports:
-        if r.get("task") == "matching":
-            mt = Table(title=f"{r['dataset']} · {r['model']}: matching within groups (%, ties wrong)",
-                       title_justify="left", box=box.SIMPLE_HEAD)
-            for i, col in enumerate(MATCHING_COLUMNS):
-                mt.add_column(col, justify="left" if i == 0 else "right")
-            for row in matching_rows(r):
-                mt.add_row(*row)
-            out.print(mt)
-        if "per_language" in r:
-            run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
-            lt = Table(title=f"{r['dataset']} · {run}: per language ({mrv_text(r['mrv'])})",
-                       title_justify="left", box=box.SIMPLE_HEAD)
-            for i, col in enumerate(LANGUAGE_COLUMNS):
-                lt.add_column(terminal_header(col), justify="left" if i == 0 else "right")
-            for row in language_rows(r):
-                lt.add_row(*row)
-            out.print(lt)
-        if r.get("skipped_images"):
-            err.print(f"[yellow]{r['dataset']}: {r['skipped_images']} image(s) left out (--skip-missing)[/]")
-    for line in uncertainty_lines(reports):
-        out.print(line, markup=False)
-    for line in robustness_lines(reports):
-        out.print(line, markup=False)
-    for r in reports:
-        rr = r.get("reranked")
-        if rr and r["index"] == indexes[0]:
-            out.print(f"{r['dataset']} · {r['model']} re-ranked by {rr['reranker']} (top {rr['depth']}, protocol lavis): "
-                      f"i2t R@1 {rr['i2t']['R@1']:.1f}, t2i R@1 {rr['t2i']['R@1']:.1f}, RSUM {rr['rsum']:.1f} "
-                      f"({rr['rsum'] - r['rsum']:+.1f}); {rr['ms_per_query']:.1f} ms per query", markup=False)
-    for r in reports:
-        nm = r.get("no_match")
-        if nm and r["index"] == indexes[0]:
-            out.print(f"{r['dataset']} · {r['model']}: 'no good match' below {nm['threshold']:.4f} (fitted on "
-                      f"{nm['fitted_on']} at precision {nm['target_precision']:g}): answers {100 * nm['answer_precision']:.1f} % "
-                      f"right, {100 * nm['coverage']:.1f} % of queries answered right; 'no match' precision "
-                      f"{100 * nm['no_match_precision']:.1f} %, recall {100 * nm['no_match_recall']:.1f} %", markup=False)
-    for r in reports:
-        if "failures_files" in r:
-            err.print(f"failures: {r['failures_files']} (and its contact sheet)")
-    if chosen.name != "itr":
-        err.print(f"protocol: {chosen.name} ({chosen.reproduces})")
-    err.print(f"ties: {tie} (a wrong item with the same score ranks above the right one)"
-              if tie == "pessimistic" else "ties: optimistic (only strictly better wrong items count)")
+app.command("eval")(eval_)
 
 
 @app.command()

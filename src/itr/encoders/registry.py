@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from ..errors import UnknownNameError
+from ..errors import InputError, UnknownNameError
 from .base import Encoder
 
 Factory = Callable[[str], Encoder]
@@ -63,6 +63,33 @@ def list_encoders() -> list[str]:
 
     names = ["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS] + ["hf:ORG/NAME", "local:PATH"]
     return names + [f"{s}:..." for s in _plugin_schemes()]
+
+
+def check_encoder_spec(spec: str) -> None:
+    """Refuse a model name that cannot load, without loading it (unknown scheme or built-in variant,
+    missing local folder): commands that run several models check them all before any work.
+
+    Raises:
+        UnknownNameError / InputError: as ``load_encoder`` would.
+    """
+    spec = spec.strip()
+    scheme, _, rest = spec.partition(":")
+    if scheme == "builtin":
+        from .builtin import BUILTIN_VARIANTS
+
+        if rest and rest not in BUILTIN_VARIANTS:
+            valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
+            raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
+    elif scheme == "local":
+        from pathlib import Path
+
+        if not rest or not Path(rest).expanduser().is_dir():
+            raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
+    elif scheme == "hf":
+        if not rest or "/" not in rest.partition("@")[0]:
+            raise InputError(f"model '{spec}' needs a hub id: hf:ORG/NAME")
+    elif scheme not in _plugin_schemes():
+        raise UnknownNameError(f"unknown model '{spec}'; valid models: {', '.join(list_encoders())}")
 
 
 def load_encoder(spec: str) -> Encoder:

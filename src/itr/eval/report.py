@@ -105,7 +105,8 @@ def terminal_tables(reports: Sequence[dict[str, Any]]) -> list[tuple[str, list[l
     """
     groups: dict[str, list[list[str]]] = {}
     for r in retrieval_reports(reports):
-        title = r["dataset"] + (f" ({r['split']}, {r['n_images']} images, {r['n_texts']} texts)")
+        split = f"{r['split']}, " if r.get("split") else ""
+        title = r["dataset"] + f" ({split}{r['n_images']} images, {r['n_texts']} texts)"
         run = r["model"] if r["index"] == "exact" else f"{r['model']} · {r['index']}"
         rec = ["/".join(_num(r[d][f"R@{k}"]) for k in (1, 5, 10)) for d in ("i2t", "t2i")]
         groups.setdefault(title, []).append([run, *rec, _num(r["rsum"]), _num(r["latency_ms"]["p50"], 3),

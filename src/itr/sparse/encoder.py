@@ -171,12 +171,33 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
     raise UnknownNameError(f"unknown sparse encoder '{spec}'; valid: {', '.join(SPARSE_SPECS)}")
 
 
-def default_sparse_spec(dense: Encoder) -> str:
+# The dense models a shipped lexicon head was trained on.
+MODELS_WITH_LEXICON = ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:multi", "builtin:proj-v1")
+
+
+def default_sparse_spec(dense: Encoder | str) -> str:
     """The sparse encoder an index gets when none is named: the shipped head for the built-in model."""
-    if dense.spec in ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:multi", "builtin:proj-v1"):
+    spec = dense if isinstance(dense, str) else dense.spec
+    if spec.strip() in MODELS_WITH_LEXICON:
         return "builtin"
-    raise InputError(f"no lexicon head ships for model '{dense.spec}'; name one with --sparse-model local:DIR "
-                     "(itr train lexicon), or use --repr dense")
+    raise InputError(f"no lexicon head ships for model '{spec}'; name one with --sparse-model local:DIR "
+                     "(itr train lexicon), or use dense vectors only (itr index --repr dense; itr eval --index exact)")
+
+
+def check_sparse_pairing(dense_spec: str, sparse_spec: str | None) -> None:
+    """Whether ``sparse_spec`` (None: the default) can pair with ``dense_spec``, from the names and
+    folders alone: what ``itr eval`` checks for every model before minutes of encoding.
+
+    Raises:
+        InputError / UnknownNameError: no head for that model, or not a head folder.
+    """
+    spec = (sparse_spec or default_sparse_spec(dense_spec)).strip()
+    if spec.startswith("local:"):
+        folder = Path(spec[len("local:"):]).expanduser()
+        if not is_lexicon_folder(folder):
+            raise InputError(f"{folder}: not a lexicon head folder (no {CONFIG_FILE}); train one with itr train lexicon")
+    elif spec != "builtin":
+        raise UnknownNameError(f"unknown sparse encoder '{spec}'; valid: {', '.join(SPARSE_SPECS)}")
 
 
 def explain_terms(vocab: Sequence[str], terms: np.ndarray, query_weights: np.ndarray, doc_weights: np.ndarray,
