@@ -11,13 +11,14 @@ DEMO   := .demo
 # unpinned torch would pull several GB of CUDA wheels.
 # clip-benchmark is the reference the eval parity test runs against: its retrieval metrics need only
 # torch and tqdm, and its declared requirements (torchvision, open_clip) do not work with this torch,
-# hence --no-deps.
+# hence --no-deps. embedding-reader (autofaiss's reader) reads back `itr export --to clip-retrieval`
+# in the tests; it declares pandas<3, which its numpy/parquet readers do not need, hence --no-deps.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -qq --upgrade "pip>=25.1"
 	$(BIN)/python -m pip install -qq torch==2.13.0
 	$(BIN)/python -m pip install -qq -e ".[all]" --group dev
-	$(BIN)/python -m pip install -qq --no-deps "clip-benchmark==1.6.2"
+	$(BIN)/python -m pip install -qq --no-deps "clip-benchmark==1.6.2" "embedding-reader==1.8.1"
 	touch $(STAMP)
 
 system-deps:

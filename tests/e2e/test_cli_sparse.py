@@ -131,6 +131,6 @@ def test_export_to_milvus_then_search_and_info_from_it(both_index: Path, tmp_pat
     code, stdout, stderr = itr("export", both_index, "--to", to)
     assert code == 0 and "0 written, 120 unchanged" in stderr
     code, _, stderr = itr("export", both_index, "--to", "qdrant:x")
-    assert code == 2 and "the only back end is milvus" in stderr
+    assert code == 2 and "valid destinations are milvus:" in stderr and "clip-retrieval:DIR" in stderr
     code, _, stderr = itr("search", f"milvus:{tmp_path / 'emoji.db'}#other", "a jar")
     assert code == 2 and "no ITR export named 'other'" in stderr and stderr.count("\n") == 1

@@ -419,7 +419,7 @@ class MilvusIndex(ManifestFacts):
         with min-max, so weighted scores differ from an index folder's)."""
         from pymilvus import AnnSearchRequest, RRFRanker, WeightedRanker
 
-        from ..search import RRF_K, Fusion, rescore
+        from ..fusion import RRF_K, Fusion, rescore
 
         target, k = options.target, options.k
         depth = min(max(k, options.candidates), SEARCH_LIMIT)

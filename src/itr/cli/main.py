@@ -39,9 +39,10 @@ def _options(
 
 @app.command()
 def index(
-    source: Annotated[Path, typer.Argument(help="Folder of images (recursive), or JSONL of {image, captions, id?, meta?}.")],
+    source: Annotated[Path, typer.Argument(help="Folder of images (recursive), or JSONL of {image, captions, id?, meta?}; with --from-embeddings: a clip-retrieval folder or an itr export parquet file.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create or update.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Encoder: builtin, hf:ORG/NAME, local:PATH.")] = "builtin",
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder: builtin (default), hf:ORG/NAME, local:PATH. With --from-embeddings: the model that computed the vectors (queries use it).")] = None,
+    from_embeddings: Annotated[bool, typer.Option("--from-embeddings", help="SOURCE holds vectors computed elsewhere (clip-retrieval's img_emb/ text_emb/ metadata/, or itr export --to parquet): index them as they are, recording --model.")] = False,
     on_error: Annotated[str, typer.Option(help="Bad items: 'skip' (report at the end) or 'stop'.")] = "skip",
     rebuild: Annotated[bool, typer.Option(help="Discard the existing index contents (needed to change model).")] = False,
     replace_source: Annotated[bool, typer.Option(help="Index another source than the one the index was built from, replacing its items.")] = False,
@@ -83,6 +84,11 @@ def index(
             ann = AnnPolicy(kind=index_kind or "auto", max_memory=parse_memory(max_memory), recall=ann_recall,
                             max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows, mmap=ann_mmap)
         policy = _choice(OnError, on_error, "--on-error")
+        if from_embeddings:
+            _index_from_embeddings(source, out_dir, model, rebuild=rebuild, checkpoint_every=checkpoint_every,
+                                   lock_timeout=lock_timeout, json_out=json_out, quiet=quiet)
+            return
+        model = model or "builtin"
         reprs = representations(repr_)
         if ann is not None and ann.enabled and "dense" not in reprs:
             _fail(f"--index {ann.kind} searches dense vectors; --repr sparse keeps none (use --repr both, "
@@ -140,6 +146,38 @@ def index(
             err.print(f"  ... and {len(report.failed) - 10} more (see --json for all)")
 
 
+
+
+def _index_from_embeddings(source: Path, out_dir: Path, model: str | None, *, rebuild: bool, checkpoint_every: int,
+                           lock_timeout: float, json_out: bool, quiet: bool) -> None:
+    from ..backends.file_export import read_embeddings
+    from ..encoders import load_encoder
+    from ..index.build import BuildOptions
+    from ..index.precomputed import build_from_embeddings
+
+    emb = read_embeddings(source)
+    recorded = emb.encoder
+    spec = model or (recorded or {}).get("spec")
+    if spec is None:
+        _fail(f"{display_path(source)} does not say which model computed its vectors; name it with --model "
+              "(queries are encoded by that model)")
+    encoder = _with_spinner(f"loading model {spec}", lambda: load_encoder(spec), quiet or json_out)
+    if recorded and recorded.get("fingerprint") and recorded["fingerprint"] != encoder.fingerprint:
+        _fail(f"{display_path(source)} was computed by model '{recorded.get('spec')}' (fingerprint "
+              f"{recorded['fingerprint']}), not by '{spec}' ({encoder.fingerprint}) as loaded here")
+    options = BuildOptions(checkpoint_every=checkpoint_every, rebuild=rebuild, lock_timeout=lock_timeout)
+    with _progress("indexing vectors", not (quiet or json_out)) as progress:
+        report = build_from_embeddings(emb.items, encoder.describe(), emb.dim, out_dir, options,
+                                       source=emb.path, progress=progress)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    c = report.counts
+    out.print(f"index {display_path(out_dir)}: {c.get('images', 0)} images, {c.get('texts', 0)} texts from "
+              f"precomputed vectors ({report.added} added, {report.updated} updated, {report.removed} removed, "
+              f"{report.unchanged} unchanged) in {report.seconds:.1f} s; queries use {spec}", markup=False)
+    for line in report.failed[:10]:
+        err.print(f"  skipped: {line}", markup=False)
 
 
 def _choice(enum: Any, value: str, flag: str) -> Any:
@@ -334,25 +372,31 @@ def info(
 @app.command()
 def export(
     index_dir: Annotated[Path, typer.Argument(metavar="INDEX", help="Index folder to export.")],
-    to: Annotated[str, typer.Option("--to", help="Where: milvus:http://HOST:PORT[#NAME] (server or cluster; token from ITR_MILVUS_TOKEN) or milvus:FILE.db[#NAME] (Milvus Lite).")],
-    replace: Annotated[bool, typer.Option(help="Drop an existing export of that name first (needed to change model).")] = False,
-    batch_size: Annotated[int, typer.Option(help="Items per write.")] = 256,
+    to: Annotated[str, typer.Option("--to", help="Where: milvus:http://HOST:PORT[#NAME] (server or cluster; token from ITR_MILVUS_TOKEN), milvus:FILE.db[#NAME] (Milvus Lite), clip-retrieval:DIR (img_emb/ text_emb/ metadata/, for autofaiss and clip back) or parquet:FILE.")],
+    replace: Annotated[bool, typer.Option(help="Drop or overwrite an existing export there first (Milvus: needed to change model).")] = False,
+    batch_size: Annotated[int, typer.Option(help="Milvus: items per write.")] = 256,
     milvus_index: Annotated[str, typer.Option(help="Milvus index type of the dense vectors: AUTOINDEX (the server chooses), FLAT (exact), HNSW, IVF_FLAT, ...")] = "AUTOINDEX",
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Copy an index into a vector database (Milvus), to search and serve it from there. Re-running
-    writes only new and changed items and removes deleted ones; an interrupted export resumes."""
-    from ..backends.milvus_export import export_to_milvus
+    """Copy an index into a vector database (Milvus: searchable and servable from there; re-running
+    writes only what changed, an interrupted export resumes) or into files other tools read
+    (clip-retrieval's layout, parquet; written whole, then renamed into place)."""
+    from ..export import export_index
 
     with _errors():
-        if not to.startswith("milvus:"):
-            _fail(f"--to '{to}': the only back end is milvus (milvus:http://HOST:PORT[#NAME] or milvus:FILE.db[#NAME])")
+        options: dict[str, Any] = {"replace": replace}
+        if to.startswith("milvus:"):
+            options.update(batch_size=batch_size, dense_index=milvus_index)
         with _progress("exporting", not quiet and not json_out) as progress:
-            report = export_to_milvus(index_dir, to, replace=replace, batch_size=batch_size,
-                                      dense_index=milvus_index, progress=progress)
+            report = export_index(index_dir, to, progress=progress, **options)
     if json_out:
         print_json(report.to_dict())
+        return
+    if not to.startswith("milvus:"):
+        left = "".join(f"; left out: {n} {what}" for what, n in report.left_out.items())
+        err.print(f"exported {display_path(index_dir)} to {report.to}: {report.images} images, {report.texts} texts "
+                  f"in {report.seconds:.1f} s{left}", markup=False)
         return
     err.print(f"exported {display_path(index_dir)} to {report.address}: {report.written} written, "
               f"{report.unchanged} unchanged, {report.removed} removed, {len(report.skipped)} skipped "

@@ -151,7 +151,7 @@ class HybridGallery:
         self.depth = candidates
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        from ..search import Fusion, fuse, rescore
+        from ..fusion import Fusion, fuse, rescore
 
         queries = np.atleast_2d(queries)
         depth = max(k, self.depth)
