@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import color_index
 
-from itr.backends.file_export import export_clip_retrieval, export_parquet, read_embeddings
+from itr.backends.file_export import export_clip_retrieval, read_embeddings
 from itr.errors import InputError, UnknownNameError
 from itr.export import export_index
 from itr.index import DenseIndex
