@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -202,3 +205,25 @@ def start_color_server(index: Path) -> tuple[Any, str]:
 
 def require_tuxpaint_data() -> None:
     _require_debian_data(("/usr/share/tuxpaint/stamps",), "tuxpaint-stamps-default")
+
+
+COLORS = ("red", "green", "blue", "yellow")
+
+
+def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_shards(folder: Path, n_shards: int = 2, per_shard: int = 4) -> str:
+    """Shards as img2dataset writes them: KEY.jpg/.png, KEY.txt, KEY.json per sample."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(n_shards):
+        with tarfile.open(folder / f"{s:05d}.tar", "w") as tar:
+            for i in range(per_shard):
+                key, color = f"{s:05d}{i:04d}", COLORS[(s * per_shard + i) % 4]
+                add_tar_member(tar, f"{key}.png", png_bytes(color))
+                add_tar_member(tar, f"{key}.txt", f"a {color} square".encode())
+                add_tar_member(tar, f"{key}.json", json.dumps({"key": key, "url": f"http://x/{key}", "width": 40}).encode())
+    return str(folder / f"{{00000..{n_shards - 1:05d}}}.tar")

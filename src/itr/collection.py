@@ -20,6 +20,7 @@ from ._utils import display_path
 from .errors import InputError
 from .images import IMAGE_EXTENSIONS, file_kind, is_image_path
 from .records import check_item_id, check_meta, check_text, id_problem, parse_json, printable_path
+from .source_formats import TableColumns, is_shard_spec, is_table_path, scan_shards, scan_table
 
 
 class OnError(StrEnum):
@@ -57,18 +58,27 @@ class SourceScan:
     problems: list[str]
 
 
-def _file_signature(path: str) -> str:
+def file_signature(path: str) -> str:
     st = os.stat(path)
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def scan_source(path: str | os.PathLike[str], *, on_error: OnError = OnError.SKIP) -> SourceScan:
-    """Read a folder or JSONL file into SourceItems.
+def scan_source(path: str | os.PathLike[str], *, on_error: OnError = OnError.SKIP,
+                columns: TableColumns | None = None) -> SourceScan:
+    """Read a folder, a JSONL file, webdataset shards (``shard.tar``, ``dir/{00000..00099}.tar``) or a
+    parquet/CSV/TSV table (``columns`` names its image, caption and id columns) into SourceItems.
 
     Raises:
         InputError: the path is missing, holds no images, or (with ``on_error=STOP``) has a bad line.
     """
+    spec = os.fspath(path)
+    if is_shard_spec(spec):
+        return _finish(*scan_shards(spec), on_error)
     p = Path(path)
+    if p.is_file() and is_table_path(spec):
+        return _finish(*scan_table(p, columns), on_error)
+    if columns is not None and columns != TableColumns():
+        raise InputError(f"{display_path(p)}: --image-col/--caption-col/--id-col apply to .parquet/.csv/.tsv tables")
     if not p.exists():
         raise InputError(f"{display_path(p)}: no such file or folder")
     if p.is_dir():
@@ -79,7 +89,16 @@ def scan_source(path: str | os.PathLike[str], *, on_error: OnError = OnError.SKI
         return _scan_jsonl(p, on_error)
     if is_image_path(p):
         raise InputError(f"{display_path(p)}: is a single image; pass the folder that holds it, or a JSONL file")
-    raise InputError(f"{display_path(p)}: not a folder or a .jsonl file")
+    raise InputError(f"{display_path(p)}: not a folder, a .jsonl file, .tar shards or a .parquet/.csv/.tsv table")
+
+
+def _finish(source: str, items: list[SourceItem], problems: list[str], on_error: OnError) -> SourceScan:
+    if problems and on_error is OnError.STOP:
+        raise InputError(problems[0] + " (stopped: --on-error stop)")
+    if not items:
+        detail = f"; first problem: {problems[0]}" if problems else ""
+        raise InputError(f"{source}: no usable items{detail}")
+    return SourceScan(source, items, problems)
 
 
 def _scan_folder(root: Path) -> SourceScan:
@@ -97,7 +116,7 @@ def _scan_folder(root: Path) -> SourceScan:
                 continue
             full = os.path.join(dirpath, name)
             try:
-                sig = _file_signature(full)
+                sig = file_signature(full)
             except OSError as exc:
                 problems.append(f"{display_path(full)}: cannot read ({exc.strerror})")
                 continue
@@ -137,7 +156,7 @@ def _parse_line(line: str, where: str, base: Path) -> SourceItem:
     if image is not None:
         image_path = str((base / image).resolve()) if not os.path.isabs(image) else image
         try:
-            file_sig = _file_signature(image_path)
+            file_sig = file_signature(image_path)
         except OSError as exc:
             raise InputError(f"{where}: image {image} cannot be read ({exc.strerror})") from exc
     item_id = rec.get("id")

@@ -62,6 +62,9 @@ def load_image(
     Raises:
         BadImageError: with a one-line reason naming the file.
     """
+    if isinstance(path, str) and is_image_ref(path):
+        return _decode(io.BytesIO(read_ref_bytes(path)), ref_display(path), draft_size, max_pixels,
+                       too_large_hint, exif_transpose)
     shown = display_path(path)
     try:
         st = os.stat(path)
@@ -73,6 +76,89 @@ def load_image(
     if st.st_size == 0:
         raise BadImageError(f"{shown}: empty file (0 bytes)")
     return _decode(path, shown, draft_size, max_pixels, too_large_hint, exif_transpose)
+
+
+# -- images that are not files of their own: tar shard members and URLs ---------------------------
+# Sources such as img2dataset's webdataset shards and parquet/CSV tables of URLs name images that
+# are no file on disk. They are stored as references that no resolved absolute path can be:
+#   tar:OFFSET:SIZE:/abs/shard.tar//member.jpg   (a member's bytes, read with one seek)
+#   http://... or https://...                      (fetched when needed, size- and time-bounded)
+TAR_REF = "tar:"
+URL_PREFIXES = ("http://", "https://")
+MAX_REF_BYTES = 64 << 20  # a single image above 64 MiB is refused (a table row cannot make ITR fetch GBs)
+URL_TIMEOUT_S = 15.0
+
+
+def is_image_ref(value: str) -> bool:
+    return value.startswith(TAR_REF) or value.startswith(URL_PREFIXES)
+
+
+def tar_ref(tar_path: str, member: str, offset: int, size: int) -> str:
+    return f"{TAR_REF}{offset}:{size}:{tar_path}//{member}"
+
+
+def _parse_tar_ref(ref: str) -> tuple[int, int, str, str]:
+    try:
+        offset, size, rest = ref[len(TAR_REF):].split(":", 2)
+        tar_path, member = rest.split("//", 1)
+        return int(offset), int(size), tar_path, member
+    except ValueError:
+        raise BadImageError(f"{ref[:200]}: not a tar member reference (tar:OFFSET:SIZE:/path.tar//member)") from None
+
+
+def ref_display(ref: str) -> str:
+    """How a reference is shown: ``shard.tar//member.jpg`` or the URL."""
+    if ref.startswith(TAR_REF):
+        _, _, tar_path, member = _parse_tar_ref(ref)
+        return f"{display_path(tar_path)}//{member}"
+    return ref[:300]
+
+
+def ref_signature(ref: str) -> str:
+    """Changes when the referenced bytes may have changed (the shard's size and time; a URL: never known)."""
+    if ref.startswith(TAR_REF):
+        offset, size, tar_path, _ = _parse_tar_ref(ref)
+        st = os.stat(tar_path)
+        return f"{st.st_size}:{st.st_mtime_ns}:{offset}:{size}"
+    return "url"
+
+
+def read_ref_bytes(ref: str) -> bytes:
+    """The bytes a reference names. Raises BadImageError with a one-line reason."""
+    shown = ref_display(ref)
+    if ref.startswith(TAR_REF):
+        offset, size, tar_path, member = _parse_tar_ref(ref)
+        if size <= 0:
+            raise BadImageError(f"{shown}: empty member (0 bytes)")
+        if size > MAX_REF_BYTES:
+            raise BadImageError(f"{shown}: {size / 2**20:.0f} MiB, above the {MAX_REF_BYTES >> 20} MiB limit of one image")
+        try:
+            with open(tar_path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read(size)
+        except OSError as exc:
+            raise BadImageError(f"{shown}: cannot read the shard ({exc.strerror or exc})") from exc
+        if len(data) != size:
+            raise BadImageError(f"{shown}: the shard is shorter than its index says (changed since indexing?)")
+        return data
+    import urllib.error
+    import urllib.request
+
+    try:
+        req = urllib.request.Request(ref, headers={"User-Agent": "itr (image-text retrieval)"})
+        with urllib.request.urlopen(req, timeout=URL_TIMEOUT_S) as resp:  # noqa: S310 - http(s) only, checked above
+            data = resp.read(MAX_REF_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # the error holds the response open
+        raise BadImageError(f"{shown}: cannot download ({exc.reason})") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise BadImageError(f"{shown}: cannot download ({reason})") from exc
+    if len(data) > MAX_REF_BYTES:
+        raise BadImageError(f"{shown}: larger than the {MAX_REF_BYTES >> 20} MiB limit of one image")
+    if not data:
+        raise BadImageError(f"{shown}: empty response")
+    return data
 
 
 def file_kind(mode: int) -> str:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ._utils import atomic_write_bytes, cache_dir
 from .errors import BadImageError
-from .images import DEFAULT_MAX_PIXELS, load_image
+from .images import DEFAULT_MAX_PIXELS, is_image_ref, load_image, ref_signature
 
 THUMBNAIL_SIZES = (64, 128, 256, 512)
 """Sizes served (the longer side, in pixels). A request is rounded up to one of them, so the cache
@@ -56,10 +56,14 @@ class ThumbnailCache:
         """
         size = self.snap(size)
         try:
-            st = os.stat(path)
+            if isinstance(path, str) and is_image_ref(path):  # a shard member or URL: no file of its own
+                stamp = ref_signature(path)
+            else:
+                st = os.stat(path)
+                stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             raise BadImageError(f"{path}: image file is gone") from None
-        key = hashlib.sha1(f"{os.fsencode(path)!r}:{st.st_size}:{st.st_mtime_ns}:{size}:{self.quality}".encode())
+        key = hashlib.sha1(f"{os.fsencode(path)!r}:{stamp}:{size}:{self.quality}".encode())
         etag = key.hexdigest()[:20]
         cached = self.folder / etag[:2] / f"{etag}.jpg"
         try:

@@ -176,3 +176,15 @@ def test_another_model_is_refused(model: str, tmp_path: Path, tmp_path_factory: 
                             np.zeros((1, 8), np.float32), [], np.zeros((0, 8), np.float32))
         with pytest.raises(IncompatibleIndexError, match=r"float32 \(n, 16\)"):
             w.adopt_segment(shard)
+
+
+def test_ray_reads_webdataset_shards(ray_local: Path, model: str, tmp_path: Path) -> None:
+    from helpers import write_shards  # img2dataset's layout
+
+    spec = write_shards(tmp_path / "shards", n_shards=2, per_shard=5)
+    ray_out, local_out = tmp_path / "ray", tmp_path / "local"
+    report = build_index_ray(scan_source(spec), load_encoder(model), ray_out, BuildOptions(),
+                             RayOptions(shard_size=4, actors=1))
+    assert report.added == 10 and not report.failed and report.images_encoded == 10
+    build_index(scan_source(spec), load_encoder(model), local_out, BuildOptions())
+    _assert_same_index(ray_out, local_out)

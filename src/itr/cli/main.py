@@ -39,9 +39,12 @@ def _options(
 
 @app.command()
 def index(
-    source: Annotated[Path, typer.Argument(help="Folder of images (recursive), or JSONL of {image, captions, id?, meta?}; with --from-embeddings: a clip-retrieval folder or an itr export parquet file.")],
+    source: Annotated[Path, typer.Argument(help="Folder of images (recursive); JSONL of {image, captions, id?, meta?}; webdataset shards (a.tar, 'dir/{00000..00099}.tar'); a .parquet/.csv/.tsv table; with --from-embeddings: a clip-retrieval folder or an itr export parquet file.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Index folder to create or update.")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Encoder: builtin (default), hf:ORG/NAME, local:PATH. With --from-embeddings: the model that computed the vectors (queries use it).")] = None,
+    image_col: Annotated[str | None, typer.Option(help="Table sources (.parquet/.csv/.tsv): the image column, a path or an http(s) URL (default: image, image_path, path, url, ...).")] = None,
+    caption_col: Annotated[str | None, typer.Option(help="Table sources: the caption column, a string or a list (default: caption, text, ...).")] = None,
+    id_col: Annotated[str | None, typer.Option(help="Table sources: the id column (default: id or key, else the image).")] = None,
     from_embeddings: Annotated[bool, typer.Option("--from-embeddings", help="SOURCE holds vectors computed elsewhere (clip-retrieval's img_emb/ text_emb/ metadata/, or itr export --to parquet): index them as they are, recording --model.")] = False,
     on_error: Annotated[str, typer.Option(help="Bad items: 'skip' (report at the end) or 'stop'.")] = "skip",
     rebuild: Annotated[bool, typer.Option(help="Discard the existing index contents (needed to change model).")] = False,
@@ -93,7 +96,10 @@ def index(
         if ann is not None and ann.enabled and "dense" not in reprs:
             _fail(f"--index {ann.kind} searches dense vectors; --repr sparse keeps none (use --repr both, "
                   "or --index exact)")
-        scan = scan_source(source, on_error=policy)
+        from ..source_formats import TableColumns
+
+        columns = TableColumns(image=image_col, caption=caption_col, id=id_col)
+        scan = scan_source(source, on_error=policy, columns=columns)
         with contextlib.ExitStack() as stack:
             session = None
             if engine == "ray":  # Ray starts in the background while the model loads
