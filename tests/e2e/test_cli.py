@@ -201,3 +201,32 @@ def test_queries_from_stdin_load_the_model_once(emoji_index: Path) -> None:
     assert [p["query"] for p in lines] == ["a watch", "an umbrella"] and all(len(p["results"]) == 2 for p in lines)
     res = CliRunner().invoke(app, ["search", str(emoji_index), "-k", "1"], input="a watch\n")
     assert res.exit_code == 0 and "images for: a watch" in res.stdout
+
+
+def test_exports_and_index_from_embeddings(emoji_index: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    code, stdout, stderr = itr("export", emoji_index, "--to", f"clip-retrieval:{tmp_path / 'cr'}", "--json")
+    report = json.loads(stdout)
+    assert code == 0, stderr
+    assert report["images"] > 80 and "img_emb/img_emb_0.npy" in report["files"]
+    code, stdout, stderr = itr("export", emoji_index, "--to", f"parquet:{tmp_path / 'all.parquet'}", "-q")
+    assert code == 0 and pq.read_metadata(tmp_path / "all.parquet").num_rows > report["images"]
+    code, stdout, stderr = itr("index", tmp_path / "all.parquet", "--from-embeddings", "-o", tmp_path / "again", "--json")
+    assert code == 0 and json.loads(stdout)["added"] == report["images"], stderr
+    a = json.loads(itr("search", emoji_index, "a watch", "-k", "3", "--json")[1])["results"]
+    b = json.loads(itr("search", tmp_path / "again", "a watch", "-k", "3", "--json")[1])["results"]
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    code, _, stderr = itr("index", tmp_path / "cr", "--from-embeddings", "-o", tmp_path / "x", "-m", "builtin:conse")
+    assert code == 2 and "was computed by model 'builtin'" in stderr
+
+
+def test_index_a_csv_table_with_named_columns(emoji_jsonl: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in emoji_jsonl.read_text().splitlines()[:6]]
+    table = tmp_path / "t.csv"
+    table.write_text("picture,words\n" + "".join(f"{emoji_jsonl.parent / r['image']},{r['captions'][0]}\n" for r in rows))
+    code, _, stderr = itr("index", table, "-o", tmp_path / "idx", "-q")
+    assert code == 2 and "--image-col" in stderr
+    code, stdout, stderr = itr("index", table, "-o", tmp_path / "idx", "--image-col", "picture",
+                               "--caption-col", "words", "--json")
+    assert code == 0 and json.loads(stdout)["added"] == 6, stderr
