@@ -44,7 +44,7 @@ def test_embeddings_match_transformers(reference) -> None:  # type: ignore[no-un
         expected = ((hidden * mask).sum(1) / mask.sum(1)).numpy()
         got = ours.embed(TEXTS).numpy()
     assert got.shape == expected.shape
-    assert np.abs(got - expected).max() < 1e-4
+    assert np.abs(got - expected).max() < 1e-5  # measured: 1e-6 on vectors of norm ~1-3
     with torch.inference_mode():  # one text alone equals the same text in a padded batch
         assert np.abs(ours.embed(TEXTS[:1]).numpy() - got[:1]).max() < 1e-4
 
