@@ -30,8 +30,11 @@ def test_missing_and_empty_sources(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images found"):
         scan_source(tmp_path / "empty")
+    (tmp_path / "x.txt").write_text("a,b")
+    with pytest.raises(InputError, match="not a folder, a .jsonl file, .tar shards or a .parquet/.csv/.tsv table"):
+        scan_source(tmp_path / "x.txt")
     (tmp_path / "x.csv").write_text("a,b")
-    with pytest.raises(InputError, match="not a folder or a .jsonl"):
+    with pytest.raises(InputError, match="x.csv: no image column .* --image-col"):
         scan_source(tmp_path / "x.csv")
 
 

@@ -220,10 +220,13 @@ class BuiltinConseEncoder(TorchEncoder):
                 if self._image_model is None:
                     import torch
 
-                    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+                    # Loaded on first use, which is often inside inference mode (an encode call):
+                    # its weights must still be normal tensors, or gradients through the image path
+                    # (attacks, embed_pixels_with_grad) cannot be taken later.
+                    with torch.inference_mode(False), contextlib.redirect_stdout(io.StringIO()):
                         model = self._effnet.EfficientNet.from_pretrained(self.config.backbone,
                                                                           weights_path=str(self._weights))
-                    self._image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
+                        self._image_model = fold_for_inference(model.eval()).to(memory_format=torch.channels_last)
         return self._image_model
 
     @property

@@ -178,8 +178,11 @@ def load_bert(folder: Path) -> Any:
     """The BERT encoder of ``folder`` (config.json + model.safetensors), in eval mode."""
     safetensors_torch = require("safetensors.torch", "builtin", "the built-in model")
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    model = _bert_modules(config)  # on the meta device: every parameter comes from the file
-    state = safetensors_torch.load_file(str(folder / "model.safetensors"))
+    import torch
+
+    with torch.inference_mode(False):  # normal tensors, even when first loaded inside inference mode
+        model = _bert_modules(config)
+        state = safetensors_torch.load_file(str(folder / "model.safetensors"))
     wanted = set(model.state_dict())
     missing = wanted - set(state)
     if missing:
