@@ -42,6 +42,8 @@ context length (77 tokens for CLIP, 256 for the built-in MiniLM). Longer text ne
 multi-megabyte query would only cost tokeniser time."""
 
 MAX_K = 10_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchOptions:
     """How a query is answered (see the module docstring)."""

@@ -42,7 +42,8 @@ ID_COLUMNS = ("id", "key")
 
 
 def is_shard_spec(path: str) -> bool:
-    return path.endswith(".tar") or ("{" in path and ".." in path and path.rstrip("}").endswith(".tar"))
+    """A shard or a pattern of shards (``dir/{00000..00099}.tar``)."""
+    return path.endswith(".tar")
 
 
 def is_table_path(path: str) -> bool:

@@ -96,3 +96,25 @@ def test_from_embeddings_refuses_what_does_not_fit(index: Path, tmp_path: Path) 
     assert report.added == 9 and len(report.failed) == 1 and "not finite" in report.failed[0]
     with pytest.raises(InputError, match="clip-retrieval folder"):
         read_embeddings(tmp_path / "nothing.npy")
+
+
+def test_exports_decode_each_sparse_side_once(index: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from itr.sparse.index import SparseIndex
+
+    calls = []
+    original = SparseIndex.dequantised
+    monkeypatch.setattr(SparseIndex, "dequantised", lambda self: calls.append(1) or original(self))
+    export_index(index, f"parquet:{tmp_path / 'all.parquet'}")
+    segments = len(DenseIndex.open(index).segments)
+    assert len(calls) <= 2 * segments  # images and captions of each segment, not once per item
+
+
+def test_from_embeddings_keeps_one_source_per_index(index: Path, tmp_path: Path) -> None:
+    export_index(index, f"clip-retrieval:{tmp_path / 'a'}")
+    export_index(index, f"parquet:{tmp_path / 'b.parquet'}")
+    enc = ColorEncoder()
+    a = read_embeddings(tmp_path / "a")
+    build_from_embeddings(a.items, enc.describe(), a.dim, tmp_path / "idx", source=a.path)
+    b = read_embeddings(tmp_path / "b.parquet")
+    with pytest.raises(InputError, match="--replace-source"):
+        build_from_embeddings(b.items, enc.describe(), b.dim, tmp_path / "idx", source=b.path)

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ import numpy as np
 from .._utils import display_path, require
 from ..errors import InputError
 from ..index.precomputed import EmbeddedItem
-from ..index.store import DenseIndex
+from ..index.store import DenseIndex, StoredSparseRows
 from ..types import Target
 
 CLIP_RETRIEVAL = "clip-retrieval"
@@ -54,13 +55,13 @@ class FileExportReport:
                 "files": self.files, "seconds": round(self.seconds, 2)}
 
 
-def _live_rows(idx: DenseIndex) -> Iterator[tuple[int, dict[str, Any], list[int]]]:
-    """(segment position, item record, its caption rows) of every live item, in index order."""
-    for si, seg in enumerate(idx.segments):
-        for it in seg.items:
-            found = seg.record(it["id"])
-            if found is not None:
-                yield si, found[0], found[1]
+def _gather(idx: DenseIndex, part: list[tuple[int, dict[str, Any], list[int]]], target: Target) -> np.ndarray:
+    """The image vectors (or first-caption vectors) of ``part``, one fancy-indexing read per segment."""
+    chunks = []
+    for si, group in groupby(part, key=lambda t: t[0]):
+        rows = [rec["row"] if target is Target.IMAGES else caps[0] for _, rec, caps in group]
+        chunks.append(np.asarray(idx.segments[si].side(target)[0][np.asarray(rows, dtype=np.int64)]))
+    return np.concatenate(chunks) if chunks else np.zeros((0, idx.dim), np.float32)
 
 
 def _replace_folder(tmp: Path, dest: Path) -> None:
@@ -101,8 +102,12 @@ def export_clip_retrieval(index: str | os.PathLike[str] | DenseIndex, folder: st
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     report = FileExportReport(to=f"{CLIP_RETRIEVAL}:{dest}")
     try:
-        rows = [(si, rec, caps) for si, rec, caps in _live_rows(idx) if rec.get("row") is not None]
-        text_only = sum(1 for _, rec, _ in _live_rows(idx) if rec.get("row") is None)
+        rows, text_only = [], 0
+        for si, rec, caps in idx.live_records():
+            if rec.get("row") is None:
+                text_only += 1
+            else:
+                rows.append((si, rec, caps))
         all_captioned = all(caps for _, _, caps in rows)
         n_shards = max(1, -(-len(rows) // shard_rows))
         width = len(str(n_shards - 1))  # clip-retrieval pads partition numbers to the same width
@@ -111,12 +116,10 @@ def export_clip_retrieval(index: str | os.PathLike[str] | DenseIndex, folder: st
         for shard in range(n_shards):
             part = rows[shard * shard_rows:(shard + 1) * shard_rows]
             name = str(shard).zfill(width)
-            img = np.stack([idx.segments[si].images[rec["row"]] for si, rec, _ in part]) if part else \
-                np.zeros((0, idx.dim), np.float32)
+            img = _gather(idx, part, Target.IMAGES)
             np.save(tmp / "img_emb" / f"img_emb_{name}.npy", img.astype(np.float16))
             if all_captioned:
-                txt = np.stack([idx.segments[si].texts[caps[0]] for si, _, caps in part]) if part else \
-                    np.zeros((0, idx.dim), np.float32)
+                txt = _gather(idx, part, Target.TEXTS)
                 np.save(tmp / "text_emb" / f"text_emb_{name}.npy", txt.astype(np.float16))
             table = pa.table({
                 "image_path": [rec.get("image") or "" for _, rec, _ in part],
@@ -192,7 +195,7 @@ def export_parquet(index: str | os.PathLike[str] | DenseIndex, file: str | os.Pa
     try:
         with pq.ParquetWriter(tmp, schema) as writer:
             batch: dict[str, list[Any]] = {f.name: [] for f in fields}
-            sparse_rows = _SparseRowsCache(idx)
+            sparse_rows = StoredSparseRows(idx)
 
             def flush() -> None:
                 if batch["id"]:
@@ -202,7 +205,7 @@ def export_parquet(index: str | os.PathLike[str] | DenseIndex, file: str | os.Pa
                     if progress:
                         progress(report.images + report.texts, total)
 
-            for si, rec, caps in _live_rows(idx):
+            for si, rec, caps in idx.live_records():
                 seg = idx.segments[si]
                 meta = json.dumps(rec.get("meta") or {}, ensure_ascii=False)
                 rows: list[tuple[str, str, int, str]] = []
@@ -238,24 +241,6 @@ def export_parquet(index: str | os.PathLike[str] | DenseIndex, file: str | os.Pa
     report.files = [str(dest)]
     report.seconds = time.perf_counter() - start
     return report
-
-
-class _SparseRowsCache:
-    """Stored (dequantised) sparse rows, one segment side decoded at a time (items come in segment order)."""
-
-    def __init__(self, idx: DenseIndex) -> None:
-        self.idx = idx
-        self._key: tuple[int, Target] | None = None
-        self._m: Any = None
-
-    def row(self, si: int, target: Target, r: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._key != (si, target):
-            sparse = self.idx.segments[si].side(target)[2]
-            assert sparse is not None
-            self._key, self._m = (si, target), sparse.dequantised()
-        m = self._m
-        lo, hi = m.indptr[r], m.indptr[r + 1]
-        return m.indices[lo:hi], m.data[lo:hi]
 
 
 # -- reading vectors computed elsewhere (itr index --from-embeddings) -------------------------------

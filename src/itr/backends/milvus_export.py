@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import IncompatibleIndexError, InputError
-from ..index.store import DenseIndex, Segment
+from ..index.store import DenseIndex, Segment, StoredSparseRows
 from ..types import Target
 from .milvus import (
     DEFAULT_RETRY,
@@ -118,11 +118,8 @@ def _check_compatible(address: MilvusAddress, have: dict[str, Any], want: dict[s
 
 
 def _live_items(idx: DenseIndex) -> Iterator[_Item]:
-    for si, seg in enumerate(idx.segments):
-        for it in seg.items:
-            found = seg.record(it["id"])
-            if found is not None:
-                yield _Item(found[0], si, found[1])
+    for si, record, caption_rows in idx.live_records():
+        yield _Item(record, si, caption_rows)
 
 
 def _too_big(item: _Item, seg: Segment) -> str | None:
@@ -141,23 +138,14 @@ def _too_big(item: _Item, seg: Segment) -> str | None:
 
 
 class _SparseRows:
-    """The stored (dequantised) sparse rows of each segment side, decoded once when first needed."""
+    """Stored sparse rows as Milvus sparse vectors."""
 
     def __init__(self, idx: DenseIndex) -> None:
-        self.idx = idx
+        self.rows = StoredSparseRows(idx)
         self.vocab = int((idx.sparse_info or {}).get("vocab_size", 0))
-        self._cache: dict[tuple[int, Target], Any] = {}
 
     def row(self, si: int, target: Target, r: int) -> dict[int, float]:
-        key = (si, target)
-        if key not in self._cache:
-            sparse = self.idx.segments[si].side(target)[2]
-            assert sparse is not None
-            self._cache.clear()  # one segment side at a time: items are visited in segment order
-            self._cache[key] = sparse.dequantised()
-        m = self._cache[key]
-        lo, hi = m.indptr[r], m.indptr[r + 1]
-        return sparse_dict(m.indices[lo:hi], m.data[lo:hi], self.vocab)
+        return sparse_dict(*self.rows.row(si, target, r), self.vocab)
 
 
 def export_to_milvus(index: str | os.PathLike[str] | DenseIndex, to: str | MilvusAddress, *,

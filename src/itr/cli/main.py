@@ -88,8 +88,9 @@ def index(
                             max_latency_ms=ann_max_latency_ms, min_rows=ann_min_rows, mmap=ann_mmap)
         policy = _choice(OnError, on_error, "--on-error")
         if from_embeddings:
-            _index_from_embeddings(source, out_dir, model, rebuild=rebuild, checkpoint_every=checkpoint_every,
-                                   lock_timeout=lock_timeout, json_out=json_out, quiet=quiet)
+            _index_from_embeddings(source, out_dir, model, rebuild=rebuild, replace_source=replace_source,
+                                   checkpoint_every=checkpoint_every, lock_timeout=lock_timeout,
+                                   json_out=json_out, quiet=quiet)
             return
         model = model or "builtin"
         reprs = representations(repr_)
@@ -154,8 +155,8 @@ def index(
 
 
 
-def _index_from_embeddings(source: Path, out_dir: Path, model: str | None, *, rebuild: bool, checkpoint_every: int,
-                           lock_timeout: float, json_out: bool, quiet: bool) -> None:
+def _index_from_embeddings(source: Path, out_dir: Path, model: str | None, *, rebuild: bool, replace_source: bool,
+                           checkpoint_every: int, lock_timeout: float, json_out: bool, quiet: bool) -> None:
     from ..backends.file_export import read_embeddings
     from ..encoders import load_encoder
     from ..index.build import BuildOptions
@@ -171,7 +172,8 @@ def _index_from_embeddings(source: Path, out_dir: Path, model: str | None, *, re
     if recorded and recorded.get("fingerprint") and recorded["fingerprint"] != encoder.fingerprint:
         _fail(f"{display_path(source)} was computed by model '{recorded.get('spec')}' (fingerprint "
               f"{recorded['fingerprint']}), not by '{spec}' ({encoder.fingerprint}) as loaded here")
-    options = BuildOptions(checkpoint_every=checkpoint_every, rebuild=rebuild, lock_timeout=lock_timeout)
+    options = BuildOptions(checkpoint_every=checkpoint_every, rebuild=rebuild, replace_source=replace_source,
+                           lock_timeout=lock_timeout)
     with _progress("indexing vectors", not (quiet or json_out)) as progress:
         report = build_from_embeddings(emb.items, encoder.describe(), emb.dim, out_dir, options,
                                        source=emb.path, progress=progress)

@@ -124,13 +124,9 @@ class MiniLMText:
         self.tokenizer = WordPieceTokenizer(self.path)
         self.model = load_bert(self.path)
         self.max_tokens = max_tokens
-        # Every use of the tokenizer goes through ``tokenize`` (one lock: truncation is state on the
-        # one Rust backend, shared by a server's requests and the lexicon's known-word check).
-        self._tokenizer_lock = threading.Lock()
 
     def tokenize(self, texts: list[str], **kwargs: Any) -> Any:
-        with self._tokenizer_lock:
-            return self.tokenizer(texts, **kwargs)
+        return self.tokenizer(texts, **kwargs)  # thread-safe: WordPieceTokenizer locks its own state
 
     def files(self) -> list[Path]:
         return [self.path / "model.safetensors", self.path / "tokenizer.json"]
@@ -422,11 +418,17 @@ def fold_for_inference(model: Any) -> Any:
     return model
 
 
-def load_builtin(spec: str) -> BuiltinConseEncoder:
+def builtin_variant(spec: str) -> str:
+    """The variant ``builtin[:VARIANT]`` names (checked, without loading anything)."""
     variant = spec.split(":", 1)[1] if ":" in spec else DEFAULT_VARIANT
     if variant not in BUILTIN_VARIANTS:
         valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
         raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
+    return variant
+
+
+def load_builtin(spec: str) -> BuiltinConseEncoder:
+    variant = builtin_variant(spec)
     if variant == "conse":
         return BuiltinConseEncoder(spec, CONSE_V2, extra_files=(CONSE_V2_CLASSES,))
     if variant == "conse-multi":

@@ -147,16 +147,21 @@ class HFEncoder(TorchEncoder):
         return _features(self.model.get_text_features(**args))
 
 
+def local_model_folder(rest: str) -> Path:
+    """The folder ``local:REST`` names, refused with the fix when it is not one."""
+    path = Path(rest).expanduser()
+    if not rest or not path.is_dir():
+        raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
+    return path
+
+
 def resolve_model_folder(spec: str) -> Path:
     """The folder of ``local:PATH`` or ``hf:ORG/NAME`` (the hub cache, downloading on first use)."""
     scheme, _, rest = spec.partition(":")
     if not rest:
         raise InputError(f"model '{spec}' needs a name: hf:ORG/NAME or local:PATH")
     if scheme == "local":
-        path = Path(rest).expanduser()
-        if not path.is_dir():
-            raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
-        return path.resolve()
+        return local_model_folder(rest).resolve()
     from .hub import resolve_hub_model
 
     return resolve_hub_model(spec, rest)

@@ -30,8 +30,9 @@ class WordPieceTokenizer:
         self._tok.no_padding()
         self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=False))
         self.pad_token_id = int(self._tok.token_to_id("[PAD]") or 0)
-        self._lock = threading.Lock()  # truncation is state on the one Rust tokenizer
-        self._vocab: list[str] | None = None
+        # Truncation is state on the one Rust tokenizer, and a server's requests and the lexicon's
+        # known-word check share it: every call sets and clears it under this lock.
+        self._lock = threading.Lock()
 
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         return [self._tok.id_to_token(int(i)) or "[UNK]" for i in ids]

@@ -75,18 +75,15 @@ def check_encoder_spec(spec: str) -> None:
     spec = spec.strip()
     scheme, _, rest = spec.partition(":")
     if scheme == "builtin":
-        from .builtin import BUILTIN_VARIANTS
+        from .builtin import builtin_variant
 
-        if rest and rest not in BUILTIN_VARIANTS:
-            valid = ", ".join(["builtin"] + [f"builtin:{v}" for v in BUILTIN_VARIANTS])
-            raise UnknownNameError(f"unknown built-in model '{spec}'; valid: {valid}")
+        builtin_variant(spec)
     elif scheme == "local":
-        from pathlib import Path
+        from .hf import local_model_folder
 
-        if not rest or not Path(rest).expanduser().is_dir():
-            raise InputError(f"model folder not found: {rest} (local:PATH must be a folder saved with save_pretrained)")
+        local_model_folder(rest)
     elif scheme == "hf":
-        if not rest or "/" not in rest.partition("@")[0]:
+        if "/" not in rest.partition("@")[0]:
             raise InputError(f"model '{spec}' needs a hub id: hf:ORG/NAME")
     elif scheme not in _plugin_schemes():
         raise UnknownNameError(f"unknown model '{spec}'; valid models: {', '.join(list_encoders())}")

@@ -155,7 +155,7 @@ def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str]
     with IndexWriter(root, encoder=encoder.describe(), source=scan.source, reset=options.rebuild, reprs=reprs,
                      sparse=sparse.describe() if "sparse" in reprs and sparse is not None else None,
                      lock_timeout=options.lock_timeout, on_wait=on_wait) as writer:
-        moved = _check_source(writer, scan, options)
+        moved = check_source(writer, scan.source, options)
         live, todo = plan_update(writer, scan, report, reencode=moved)
         yield writer, report, live, todo
         writer.maybe_compact()
@@ -165,20 +165,20 @@ def update_index(scan: SourceScan, encoder: Encoder, out: str | os.PathLike[str]
     report.seconds = time.perf_counter() - start
 
 
-def _check_source(writer: IndexWriter, scan: SourceScan, options: BuildOptions) -> bool:
+def check_source(writer: IndexWriter, source: str, options: BuildOptions) -> bool:
     """Refuse to index another source into an index unless asked to; record the source indexed.
     Returns whether the source changed (its items are then all encoded again: the same id may now
     name another file)."""
     old = writer.manifest.get("source")
-    if old is None or old == scan.source:
-        writer.set_source(scan.source)
+    if old is None or old == source:
+        writer.set_source(source)
         return False
     if not options.replace_source:
         n = writer.manifest["counts"]["items"]
         raise InputError(f"{display_path(writer.root)} was built from {display_path(old)}; indexing "
-                         f"{display_path(scan.source)} into it would replace its {n} items: pass --replace-source "
+                         f"{display_path(source)} into it would replace its {n} items: pass --replace-source "
                          "to do that, or choose another --out")
-    writer.set_source(scan.source)
+    writer.set_source(source)
     return True
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from .._utils import ProgressFn
 from ..errors import InputError
 from ..records import check_item_id, check_meta, check_text
-from .build import BuildOptions, BuildReport
+from .build import BuildOptions, BuildReport, check_source
 from .writer import IndexWriter
 
 
@@ -78,7 +78,7 @@ def build_from_embeddings(items: Iterable[EmbeddedItem], encoder: dict[str, Any]
     with IndexWriter(root, encoder=encoder, source=source, reset=options.rebuild, reprs=["dense"],
                      lock_timeout=options.lock_timeout) as writer:
         if source is not None:
-            writer.set_source(source)
+            check_source(writer, source, options)  # one index, one source, as for any build
         live = writer.live_items()
         iterator: Iterator[EmbeddedItem] = iter(items)
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -353,6 +353,15 @@ class DenseIndex(ManifestFacts):
         return Hit(id=t["id"], score=score, kind="text", item_id=t["item"], text=t["text"],
                    meta=seg.meta_by_id.get(t["item"], {}))
 
+    def live_records(self) -> Iterator[tuple[int, dict[str, Any], list[int]]]:
+        """(segment position, item record, its caption rows) of every live item, in index order:
+        what exports walk."""
+        for si, seg in enumerate(self.segments):
+            for it in seg.items:
+                found = seg.record(it["id"])
+                if found is not None:
+                    yield si, found[0], found[1]
+
     def items(self) -> Iterable[dict[str, Any]]:
         """Live item records."""
         for seg in self.segments:
@@ -398,3 +407,26 @@ def read_tombstones(root: Path, manifest: dict[str, Any]) -> dict[str, list[str]
     with open(root / name, encoding="ascii") as fh:
         data: dict[str, list[str]] = json.load(fh)
     return data
+
+
+class StoredSparseRows:
+    """The stored (dequantised) sparse rows of an index. Exports visit items in segment order and
+    ask, item by item, for an image row and then its caption rows: both sides of the current
+    segment stay decoded, so each is decoded once (not once per item)."""
+
+    def __init__(self, idx: DenseIndex) -> None:
+        self.idx = idx
+        self._segment: int | None = None
+        self._sides: dict[Target, Any] = {}
+
+    def row(self, si: int, target: Target, r: int) -> tuple[np.ndarray, np.ndarray]:
+        """(term ids, weights) of row ``r`` of segment ``si``'s images or captions."""
+        if self._segment != si:
+            self._segment, self._sides = si, {}
+        if target not in self._sides:
+            sparse = self.idx.segments[si].side(target)[2]
+            assert sparse is not None
+            self._sides[target] = sparse.dequantised()
+        m = self._sides[target]
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        return m.indices[lo:hi], m.data[lo:hi]

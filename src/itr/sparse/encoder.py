@@ -163,11 +163,16 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
             if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint == dense.fingerprint:
                 return LexiconEncoder(spec, folder, dense)
         return LexiconEncoder(spec, PACKAGED_LEXICON, dense)  # raises, naming the mismatch
+    return LexiconEncoder(spec, _lexicon_folder(spec), dense)
+
+
+def _lexicon_folder(spec: str) -> Path:
+    """The head folder of ``local:DIR`` (checked), for any name other than ``builtin``."""
     if spec.startswith("local:"):
         folder = Path(spec[len("local:"):]).expanduser()
         if not is_lexicon_folder(folder):
             raise InputError(f"{folder}: not a lexicon head folder (no {CONFIG_FILE}); train one with itr train lexicon")
-        return LexiconEncoder(spec, folder.resolve(), dense)
+        return folder.resolve()
     raise UnknownNameError(f"unknown sparse encoder '{spec}'; valid: {', '.join(SPARSE_SPECS)}")
 
 
@@ -192,12 +197,8 @@ def check_sparse_pairing(dense_spec: str, sparse_spec: str | None) -> None:
         InputError / UnknownNameError: no head for that model, or not a head folder.
     """
     spec = (sparse_spec or default_sparse_spec(dense_spec)).strip()
-    if spec.startswith("local:"):
-        folder = Path(spec[len("local:"):]).expanduser()
-        if not is_lexicon_folder(folder):
-            raise InputError(f"{folder}: not a lexicon head folder (no {CONFIG_FILE}); train one with itr train lexicon")
-    elif spec != "builtin":
-        raise UnknownNameError(f"unknown sparse encoder '{spec}'; valid: {', '.join(SPARSE_SPECS)}")
+    if spec != "builtin":
+        _lexicon_folder(spec)
 
 
 def explain_terms(vocab: Sequence[str], terms: np.ndarray, query_weights: np.ndarray, doc_weights: np.ndarray,
