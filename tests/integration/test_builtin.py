@@ -63,21 +63,24 @@ def test_class_embeddings_cached() -> None:
 
 
 def test_conse_v2_and_the_kept_v1_names() -> None:
-    """builtin:conse is the v2 bridge (CuPL class texts, top 20, T=2); builtin:conse-v1 and the
+    """builtin:conse-v2 is the v2 bridge (CuPL class texts, top 20, T=2); builtin:conse-v1 and the
     shipped heads keep the fingerprints they had, so indexes built with them still open."""
     from itr.encoders import load_encoder
     from itr.encoders.builtin import CONSE_V2, BuiltinConseEncoder
 
-    v2, v1 = load_encoder("builtin:conse"), load_encoder("builtin:conse-v1")
+    v2, v1 = load_encoder("builtin:conse-v2"), load_encoder("builtin:conse-v1")
     assert isinstance(v2, BuiltinConseEncoder) and v2.config == CONSE_V2
+    assert v2.fingerprint == "ddab73ddf71031b7", "builtin:conse-v2 changed: indexes built with it would not open"
     assert v1.fingerprint == "e9449f6dc445016d", "builtin:conse-v1 changed: indexes built with it would not open"
     assert load_encoder("builtin:proj-v1").fingerprint == "cefbc8fd5d57c7be", "indexes built with v1 would not open"
-    assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v2").fingerprint != "cefbc8fd5d57c7be"
+    assert load_encoder("builtin:proj-v2").fingerprint == "5c89dbf0375a8458"
+    assert load_encoder("builtin").fingerprint == load_encoder("builtin:proj-v3").fingerprint == "631a49172c700801"
     from itr.encoders.builtin import SHIPPED_FINGERPRINTS, recorded_builtin_spec
 
     for fingerprint, spec in SHIPPED_FINGERPRINTS.items():  # what opens indexes built under older defaults
         assert load_encoder(spec).fingerprint == fingerprint, spec
     assert recorded_builtin_spec("builtin", "5c89dbf0375a8458") == "builtin:proj-v2"  # builtin in v2's time
+    assert recorded_builtin_spec("builtin:conse", "ddab73ddf71031b7") == "builtin:conse-v2"
     assert recorded_builtin_spec("builtin", "0" * 16) == "builtin" and recorded_builtin_spec("hf:x/y", "5c89dbf0375a8458") == "hf:x/y"
     assert v2.fingerprint != v1.fingerprint
     classes = v2.class_embeddings.numpy()
@@ -85,6 +88,30 @@ def test_conse_v2_and_the_kept_v1_names() -> None:
     img = Image.new("RGB", (300, 200), (200, 30, 30))
     a, b = v2.encode_images([img]), v1.encode_images([img])
     assert a.shape == b.shape == (1, 384) and not np.allclose(a, b)
+
+
+def test_class_prior_models_join_the_wordnet_block_to_the_v2_models() -> None:
+    """builtin (proj-v3) and builtin:conse (v3) are the v2 heads and bridge with the WordNet class
+    prior joined on: their dense part is exactly the v2 model's vector, the last 1000 dimensions
+    score images by the classes a query's nouns name."""
+    from itr.encoders import load_encoder
+    from itr.encoders.class_prior import ClassPriorConfig, dense_part
+
+    for new, old, base_dim in (("builtin", "builtin:proj-v2", 768), ("builtin:conse", "builtin:conse-v2", 384)):
+        enc, v2 = load_encoder(new), load_encoder(old)
+        assert enc.dim == base_dim + 1000 and enc.base_fingerprint == v2.fingerprint != enc.fingerprint
+        assert enc.class_prior is not None and enc.class_prior.config == ClassPriorConfig()
+        img = Image.new("RGB", (240, 200), (40, 160, 60))
+        a, b = enc.encode_images([img]), v2.encode_images([img])
+        np.testing.assert_allclose(dense_part(a, base_dim), b, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+        t = enc.encode_texts(["a frog", "zzqx"])
+        np.testing.assert_allclose(dense_part(t, base_dim), v2.encode_texts(["a frog", "zzqx"]), atol=1e-5)
+        assert np.abs(t[0, base_dim:]).sum() > 0 and not np.any(t[1, base_dim:])  # no WordNet noun: no block
+        w = enc.class_prior.config.weight
+        cos = float(b[0] @ v2.encode_texts(["a frog"])[0])
+        bc = float(a[0, base_dim:] @ t[0, base_dim:]) / w
+        assert float(a[0] @ t[0]) == pytest.approx((1 - w) * cos + w * bc, abs=1e-5)
 
 
 def test_conse_multi_understands_queries_in_other_languages() -> None:

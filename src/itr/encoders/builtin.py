@@ -29,6 +29,7 @@ from PIL import Image
 from .._utils import atomic_save_npy, cache_dir, l2_normalize, require
 from ..errors import UnknownNameError
 from .base import TorchEncoder, hash_files, resize_center_crop
+from .class_prior import ClassPriorConfig, WordNetClassPrior, dense_part, image_block, join
 
 # ImageNet statistics: this PyTorch port of EfficientNet-Lite was trained with them (checked: with
 # TF-Lite's (x-127)/128 the same images get visibly worse top-1 classes).
@@ -56,19 +57,25 @@ class ConseConfig:
     text_model: str = "minilm"  # "minilm" (English, 384-d) or "use-m" (multilingual USE v3, 512-d)
 
 
-BUILTIN_VARIANTS = ("proj", "multi", "conse", "conse-multi", "conse-v1", "proj-v1", "proj-v2")
+BUILTIN_VARIANTS = ("proj", "multi", "conse", "conse-multi", "conse-v1", "conse-v2", "proj-v1", "proj-v2", "proj-v3")
 DEFAULT_VARIANT = "proj"
 PACKAGED_PROJECTOR_V1 = Path(__file__).parent / "weights" / "builtin-proj-v1"
 PACKAGED_PROJECTOR_V2 = Path(__file__).parent / "weights" / "builtin-proj-v2"
 PACKAGED_PROJECTOR_MULTI = Path(__file__).parent / "weights" / "builtin-multi-v1"
 """``builtin:multi``: the v2 recipe with the multilingual USE-m as the frozen text model (16 languages)."""
 PACKAGED_PROJECTOR = PACKAGED_PROJECTOR_V2
-"""The heads ``builtin`` (= ``builtin:proj``) loads: v2 since issue 16 (``builtin:proj-v1`` keeps the first)."""
+"""The heads ``builtin`` (= ``builtin:proj``) loads: v2 since issue 16 (``builtin:proj-v1`` keeps the first);
+since v3 with the WordNet class prior on top (``CLASS_PRIOR``; ``builtin:proj-v2`` is them without it)."""
+CLASS_PRIOR = ClassPriorConfig()
+"""The WordNet class prior of ``builtin`` (proj-v3) and ``builtin:conse`` (conse-v3): chosen in
+benchmarks/class_prior.py on the emoji and Open Clip Art validation splits with the v2 bridge."""
 SHIPPED_FINGERPRINTS = {
+    "631a49172c700801": "builtin:proj-v3",
+    "02713c9d3e9e678e": "builtin:conse",
     "5d5d929d494706a8": "builtin:multi",
     "5c89dbf0375a8458": "builtin:proj-v2",
     "cefbc8fd5d57c7be": "builtin:proj-v1",
-    "ddab73ddf71031b7": "builtin:conse",
+    "ddab73ddf71031b7": "builtin:conse-v2",
     "5ec0a3feb7fed6c8": "builtin:conse-multi",
     "e9449f6dc445016d": "builtin:conse-v1",
 }
@@ -182,7 +189,8 @@ class BuiltinConseEncoder(TorchEncoder):
 
     variant = "conse"
 
-    def __init__(self, spec: str, config: ConseConfig, *, extra_files: tuple[Path, ...] = ()) -> None:
+    def __init__(self, spec: str, config: ConseConfig, *, extra_files: tuple[Path, ...] = (),
+                 prior: ClassPriorConfig | None = None) -> None:
         super().__init__(spec)
         torch = require("torch", "builtin", "the built-in model")
         effnet = require("efficientnet_lite_pytorch", "builtin", "the built-in model")
@@ -203,6 +211,12 @@ class BuiltinConseEncoder(TorchEncoder):
                    "preprocessing": self.preprocessing()},
             sample_bytes=4 << 20,
         )
+        self.class_prior = WordNetClassPrior(prior) if prior is not None else None
+        self.base_fingerprint = self._fingerprint
+        """The model without the class prior (what a lexicon head trained on that model pairs with)."""
+        if self.class_prior is not None:
+            self._fingerprint = hash_files(self.class_prior.files(), extra={
+                "base": self.base_fingerprint, "class_prior": asdict(self.class_prior.config)})
         # (x / 255 - mean) / std as one multiply-add per pixel
         self._scale = (1.0 / (255.0 * np.array(IMAGENET_STD, dtype=np.float32))).reshape(1, 1, 3)
         self._offset = (-np.array(IMAGENET_MEAN, dtype=np.float32) / np.array(IMAGENET_STD, dtype=np.float32)).reshape(1, 1, 3)
@@ -226,8 +240,38 @@ class BuiltinConseEncoder(TorchEncoder):
         return self._image_model
 
     @property
-    def dim(self) -> int:
+    def base_dim(self) -> int:
+        """The dimension of the dense part (the whole vector unless there is a class prior)."""
         return int(self.text.dim)
+
+    @property
+    def dim(self) -> int:
+        return self.base_dim + (1000 if self.class_prior is not None else 0)
+
+    def base_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored vectors of this model -> those of the model without its class prior."""
+        return dense_part(vectors, self.base_dim) if self.class_prior is not None else vectors
+
+    def _with_prior_image(self, dense: Any, logits: Any) -> Any:
+        if self.class_prior is None:
+            return dense
+        import torch
+
+        if dense.requires_grad:  # a white-box attack: the same math, differentiable in torch
+            config = self.class_prior.config
+            block = (logits.float() / config.temperature).softmax(-1).clamp(min=0).sqrt()
+            dense = torch.nn.functional.normalize(dense.float(), dim=-1)
+            return torch.cat([(1.0 - config.weight) ** 0.5 * dense, config.weight ** 0.5 * block], dim=-1)
+        block = image_block(logits.float().numpy(), self.class_prior.config)
+        return torch.from_numpy(join(dense.float().numpy(), block, self.class_prior.config.weight))
+
+    def _with_prior_text(self, dense: Any, texts: list[str]) -> Any:
+        if self.class_prior is None:
+            return dense
+        import torch
+
+        block = np.sqrt(self.class_prior.distributions(texts))
+        return torch.from_numpy(join(dense.float().numpy(), block, self.class_prior.config.weight))
 
     @functools.cached_property
     def feature_key(self) -> str:
@@ -320,10 +364,11 @@ class BuiltinConseEncoder(TorchEncoder):
         return conse_vectors(logits, self.class_embeddings, self.config.top_k, self.config.temperature)
 
     def _embed_pixels(self, pixels: Any) -> Any:
-        return self.conse_vectors(self.image_features(pixels)[1])
+        logits = self.image_features(pixels)[1]
+        return self._with_prior_image(self.conse_vectors(logits), logits)
 
     def _embed_texts(self, texts: list[str]) -> Any:
-        return self.text.embed(texts)
+        return self._with_prior_text(self.text.embed(texts), texts)
 
 
 class BuiltinProjectorEncoder(BuiltinConseEncoder):
@@ -331,25 +376,25 @@ class BuiltinProjectorEncoder(BuiltinConseEncoder):
 
     variant = "proj"
 
-    def __init__(self, spec: str, folder: Path) -> None:
+    def __init__(self, spec: str, folder: Path, *, prior: ClassPriorConfig | None = None) -> None:
         from .projector import CONFIG_FILE, WEIGHTS_FILE, load_projector
 
         self.heads_config, self.heads = load_projector(folder)
         self.folder = folder
         config = bridge_config(self.heads_config)
         extra = (cupl_classes_file(config.text_model),) if config.class_texts == "cupl" else ()
-        super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE, *extra))
+        super().__init__(spec, config, extra_files=(folder / WEIGHTS_FILE, folder / CONFIG_FILE, *extra), prior=prior)
 
     @property
-    def dim(self) -> int:
+    def base_dim(self) -> int:
         return int(self.heads_config.dim)
 
     def _embed_pixels(self, pixels: Any) -> Any:
         pooled, logits = self.image_features(pixels)
-        return self.heads.embed_image(pooled, self.conse_vectors(logits))
+        return self._with_prior_image(self.heads.embed_image(pooled, self.conse_vectors(logits)), logits)
 
     def _embed_texts(self, texts: list[str]) -> Any:
-        return self.heads.embed_text(self.text.embed(texts))
+        return self._with_prior_text(self.heads.embed_text(self.text.embed(texts)), texts)
 
     def preprocessing(self) -> dict[str, Any]:
         return {**super().preprocessing(), "projector": self.folder.name}
@@ -430,6 +475,8 @@ def builtin_variant(spec: str) -> str:
 def load_builtin(spec: str) -> BuiltinConseEncoder:
     variant = builtin_variant(spec)
     if variant == "conse":
+        return BuiltinConseEncoder(spec, CONSE_V2, extra_files=(CONSE_V2_CLASSES,), prior=CLASS_PRIOR)
+    if variant == "conse-v2":
         return BuiltinConseEncoder(spec, CONSE_V2, extra_files=(CONSE_V2_CLASSES,))
     if variant == "conse-multi":
         return BuiltinConseEncoder(spec, CONSE_MULTI, extra_files=(CONSE_MULTI_CLASSES,))
@@ -439,7 +486,9 @@ def load_builtin(spec: str) -> BuiltinConseEncoder:
         return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR_V1)  # the heads of issue 5
     if variant == "multi":
         return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR_MULTI)
-    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)  # proj, proj-v2
+    if variant == "proj-v2":
+        return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR)
+    return BuiltinProjectorEncoder(spec, PACKAGED_PROJECTOR, prior=CLASS_PRIOR)  # proj, proj-v3
 
 
 def load_projector_encoder(spec: str, folder: Path) -> BuiltinProjectorEncoder:

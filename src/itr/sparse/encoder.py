@@ -71,7 +71,13 @@ class LexiconEncoder:
                                          "(sparse search needs --model builtin or a projector from itr train projector)")
         self.config: LexiconConfig
         self.config, self.head = load_head(folder, text.model.embeddings.word_embeddings.weight)
-        if self.config.dense_fingerprint and self.config.dense_fingerprint != dense.fingerprint:
+        # A head trained on a model reads that model's vectors; on the same model with the WordNet
+        # class prior joined on (builtin = proj-v3 over proj-v2), it reads their dense part.
+        self._dense_view = None
+        base = getattr(dense, "base_fingerprint", dense.fingerprint)
+        if self.config.dense_fingerprint and self.config.dense_fingerprint == base != dense.fingerprint:
+            self._dense_view = dense.base_vectors
+        elif self.config.dense_fingerprint and self.config.dense_fingerprint != dense.fingerprint:
             raise IncompatibleModelError(
                 f"{folder}: this lexicon head was trained on dense model {self.config.dense_fingerprint}, "
                 f"not '{dense.spec}' ({dense.fingerprint}); retrain it with itr train lexicon")
@@ -117,6 +123,8 @@ class LexiconEncoder:
             raise ValueError(f"modality must be 'image' or 'text', not {modality!r}")
         sp = require("scipy.sparse", "sparse", "sparse (lexicon) retrieval")
         dense = np.atleast_2d(np.asarray(dense, dtype=np.float32))
+        if self._dense_view is not None:
+            dense = self._dense_view(dense)
         a, c = self._folded(modality)
         terms = self.head.terms.numpy()
         k = min(max_terms or len(terms), len(terms))
@@ -160,7 +168,8 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
     spec = spec.strip()
     if spec == "builtin":
         for folder in PACKAGED_LEXICONS:  # the shipped head trained on this dense model, if any
-            if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint == dense.fingerprint:
+            if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint in (
+                    dense.fingerprint, getattr(dense, "base_fingerprint", None)):
                 return LexiconEncoder(spec, folder, dense)
         return LexiconEncoder(spec, PACKAGED_LEXICON, dense)  # raises, naming the mismatch
     return LexiconEncoder(spec, _lexicon_folder(spec), dense)
@@ -177,7 +186,7 @@ def _lexicon_folder(spec: str) -> Path:
 
 
 # The dense models a shipped lexicon head was trained on.
-MODELS_WITH_LEXICON = ("builtin", "builtin:proj", "builtin:proj-v2", "builtin:multi", "builtin:proj-v1")
+MODELS_WITH_LEXICON = ("builtin", "builtin:proj", "builtin:proj-v3", "builtin:proj-v2", "builtin:multi", "builtin:proj-v1")
 
 
 def default_sparse_spec(dense: Encoder | str) -> str:

@@ -208,7 +208,9 @@ def _report(heads: Any, base: BuiltinConseEncoder, part: FeaturePart, *, full: b
 
 def bridge_spec(base: BuiltinConseEncoder) -> str:
     """The shipped training-free bridge in the heads' text space: what they have to beat."""
-    return "builtin:conse-multi" if base.config.text_model == "use-m" else "builtin:conse"
+    # v2 settings, without the WordNet class prior that builtin:conse (v3) adds: the bridge these
+    # heads were trained from, on the same features
+    return "builtin:conse-multi" if base.config.text_model == "use-m" else "builtin:conse-v2"
 
 
 def _bridge_report(base: BuiltinConseEncoder, part: FeaturePart) -> dict[str, Any]:
