@@ -10,11 +10,11 @@ pytestmark = pytest.mark.builtin
 
 def test_contract(builtin_encoder) -> None:
     enc = builtin_encoder
-    assert enc.dim == 768 and len(enc.fingerprint) == 16
+    assert enc.dim == 1768 and len(enc.fingerprint) == 16
     texts = enc.encode_texts(["a dog", "pizza " * 2000])  # very long query: truncated to 256 tokens
     imgs = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10)), Image.new("RGB", (64, 64))])
     for arr in (texts, imgs):
-        assert arr.dtype == np.float32 and arr.shape[1] == 768  # builtin v2: [bridge ; heads]
+        assert arr.dtype == np.float32 and arr.shape[1] == 1768  # builtin v3: [bridge ; heads] (v2) ; WordNet class block
         assert np.allclose(np.linalg.norm(arr, axis=1), 1.0, atol=1e-5)
     again = enc.encode_images([Image.new("RGB", (300, 200), (10, 120, 10))])
     assert np.allclose(again[0], imgs[0], atol=1e-6)  # deterministic, and batch-size independent

@@ -50,6 +50,7 @@ NOUN_SUFFIXES = (("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("she
                  ("men", "man"), ("ies", "y"), ("s", ""))
 TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 MAX_NGRAM = 3  # "polar bear", "great white shark", "statue of liberty" are lemmas
+MAX_WORDS = 512  # about what MiniLM reads (256 tokens); a bound on what one hostile query costs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,7 +121,7 @@ class WordNetClassPrior:
 
     def _matches(self, text: str) -> list[tuple[str, ...]]:
         """Each noun found in ``text``, as the lemmas it can be ("glasses": glasses, glass)."""
-        tokens = TOKEN.findall(text.lower())
+        tokens = TOKEN.findall(text[: 16 * MAX_WORDS].lower())[:MAX_WORDS]
         found: list[tuple[str, ...]] = []
         i = 0
         while i < len(tokens):
