@@ -143,8 +143,10 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
 
     words = encoder.vocabulary
     vocab = words.tokenizer.convert_ids_to_tokens(list(range(words.tokenizer.vocab_size)))
-    lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab), "dense_fingerprint": encoder.fingerprint,
-                           "dim": encoder.dim})
+    # The head reads the heads' vectors (dense_embeddings), without any WordNet class prior joined on:
+    # it pairs with the model's base fingerprint, and reads the dense part of a prior model's vectors.
+    lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab),
+                           "dense_fingerprint": encoder.base_fingerprint, "dim": encoder.base_dim})
     head = build_head(lex, words.model.embeddings.word_embeddings.weight, content_terms(vocab))
     head.train()
     caption_terms = _caption_terms(encoder, [t for p in train_parts for t in p.dataset.texts().texts],
