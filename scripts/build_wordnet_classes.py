@@ -14,7 +14,9 @@ with its notice, copied into the output folder) and the ImageNet-1k synset ids t
     python scripts/build_wordnet_classes.py --out src/itr/encoders/weights/wordnet-classes-v1
 
 Output (no pickle): ``lemmas.txt`` (one lemma per line, ``_`` for spaces, lower case),
-``exceptions.txt`` (WordNet's irregular plurals, ``plural base``), ``classes.npz`` (CSR arrays:
+``exceptions.txt`` (WordNet's irregular plurals, ``plural base``), ``words.txt`` (every one-word
+lemma of any part of speech that is not only a person's name, and WordNet's irregular inflections: what a lexicon head may use as a
+term, ``itr.sparse.head.content_terms``), ``classes.npz`` (CSR arrays:
 lemma -> up to ``--senses`` (class set, sense rank, lexicographer file, steps up); class set -> classes),
 ``LICENSE``.
 """
@@ -32,6 +34,7 @@ import numpy as np
 
 WORDNET = Path("/usr/share/wordnet")
 MAX_UP = 4  # a noun more than 4 hypernym steps from any class names none of them
+PERSON_LEXFILE = 18  # WordNet's noun.person
 
 
 def read_nouns(root: Path) -> tuple[dict[int, int], dict[int, list[int]]]:
@@ -141,6 +144,17 @@ def main() -> None:
     exceptions = [line.split()[:2] for line in (args.wordnet / "noun.exc").read_text(encoding="latin-1").splitlines()
                   if len(line.split()) >= 2]
     (args.out / "exceptions.txt").write_text("".join(f"{a} {b}\n" for a, b in exceptions), encoding="utf-8")
+    # A word that WordNet knows only as people ("keller", "edison", "morgan": surnames of famous
+    # people) is a name, not content a picture shows: left out.
+    words: set[str] = {w for w, offsets in index.items() if re.fullmatch(r"[a-z]+", w)
+                       and any(lexfile[o] != PERSON_LEXFILE for o in offsets)}
+    for pos in ("noun", "verb", "adj", "adv"):
+        for name in ([f"index.{pos}"] if pos != "noun" else []) + [f"{pos}.exc"]:
+            for line in (args.wordnet / name).read_text(encoding="latin-1").splitlines():
+                word = line.split(" ", 1)[0]
+                if not line.startswith("  ") and re.fullmatch(r"[a-z]+", word):
+                    words.add(word)
+    (args.out / "words.txt").write_text("\n".join(sorted(words)) + "\n", encoding="utf-8")
     copyright_file = Path("/usr/share/doc/wordnet-base/copyright")
     if copyright_file.exists():
         shutil.copyfile(copyright_file, args.out / "LICENSE")

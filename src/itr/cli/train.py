@@ -116,6 +116,9 @@ def lexicon(
     doc_terms: Annotated[int, typer.Option(help="Terms kept per indexed image/caption (top-k pruning).")] = 24,
     query_terms: Annotated[int, typer.Option(help="Terms kept per query.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    vocabulary: Annotated[str, typer.Option(help="Terms the head may use: wordnet (dictionary words, "
+                                            "their inflections) or all (every content word, names "
+                                            "included: builtin-lex-v2).")] = "wordnet",
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:
@@ -126,7 +129,7 @@ def lexicon(
     defaults = LexiconTrainConfig()
     config = LexiconTrainConfig(
         data=tuple(data) if data else defaults.data, dense_model=dense_model, epochs=epochs, lr=lr,
-        flops_image=flops_image, flops_text=flops_text, distill=distill, seed=seed,
+        flops_image=flops_image, flops_text=flops_text, distill=distill, seed=seed, vocabulary=vocabulary,
         lexicon=LexiconConfig(doc_terms=doc_terms, query_terms=query_terms))
     metrics = _train_heads(train_lexicon, config, out_dir, quiet, json_out)
     if metrics is None:

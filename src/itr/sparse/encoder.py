@@ -25,7 +25,8 @@ from .index import DEFAULT_LEVELS
 
 Modality = Literal["image", "text"]
 _WEIGHTS = Path(__file__).resolve().parent.parent / "encoders" / "weights"
-PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-multi-v1", _WEIGHTS / "builtin-lex-v1")
+PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v3", _WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-multi-v1",
+                     _WEIGHTS / "builtin-lex-v1")
 PACKAGED_LEXICON = PACKAGED_LEXICONS[0]
 """The head ``builtin`` names for the default built-in model; each shipped head records the dense
 model it reads, and ``builtin`` picks the one that matches."""
@@ -71,13 +72,14 @@ class LexiconEncoder:
                                          "(sparse search needs --model builtin or a projector from itr train projector)")
         self.config: LexiconConfig
         self.config, self.head = load_head(folder, text.model.embeddings.word_embeddings.weight)
-        # A head trained on a model reads that model's vectors; on the same model with the WordNet
-        # class prior joined on (builtin = proj-v3 over proj-v2), it reads their dense part.
+        # A head reads the dense model's vectors, or, on a model with the WordNet class prior joined on
+        # (builtin = proj-v3), their dense part: heads are trained on it, and v2's heads pair with v3.
         self._dense_view = None
-        base = getattr(dense, "base_fingerprint", dense.fingerprint)
-        if self.config.dense_fingerprint and self.config.dense_fingerprint == base != dense.fingerprint:
+        base_dim = getattr(dense, "base_dim", dense.dim)
+        if self.config.dim == base_dim != dense.dim:
             self._dense_view = dense.base_vectors
-        elif self.config.dense_fingerprint and self.config.dense_fingerprint != dense.fingerprint:
+        if self.config.dense_fingerprint and self.config.dense_fingerprint not in (
+                dense.fingerprint, getattr(dense, "base_fingerprint", dense.fingerprint)):
             raise IncompatibleModelError(
                 f"{folder}: this lexicon head was trained on dense model {self.config.dense_fingerprint}, "
                 f"not '{dense.spec}' ({dense.fingerprint}); retrain it with itr train lexicon")
@@ -167,10 +169,11 @@ def load_sparse_encoder(spec: str, dense: Encoder) -> SparseEncoder:
     """
     spec = spec.strip()
     if spec == "builtin":
-        for folder in PACKAGED_LEXICONS:  # the shipped head trained on this dense model, if any
-            if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint in (
-                    dense.fingerprint, getattr(dense, "base_fingerprint", None)):
-                return LexiconEncoder(spec, folder, dense)
+        # The shipped head trained on this dense model, else one trained on it without its class prior
+        for fingerprint in (dense.fingerprint, getattr(dense, "base_fingerprint", None)):
+            for folder in PACKAGED_LEXICONS:
+                if is_lexicon_folder(folder) and read_config(folder).dense_fingerprint == fingerprint:
+                    return LexiconEncoder(spec, folder, dense)
         return LexiconEncoder(spec, PACKAGED_LEXICON, dense)  # raises, naming the mismatch
     return LexiconEncoder(spec, _lexicon_folder(spec), dense)
 

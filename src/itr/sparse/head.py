@@ -46,9 +46,29 @@ den dem des ein eine einer eines und oder mit von auf aus bei für ist sind""".s
 _CONTENT_WORD = re.compile(r"^[^\W\d_]{3,}$")
 
 
-def content_terms(vocab: list[str]) -> np.ndarray:
-    """Ids of the vocabulary entries a lexicon may use: whole words of 2+ letters, not stopwords."""
-    return np.array([i for i, t in enumerate(vocab) if _CONTENT_WORD.match(t) and t not in STOPWORDS], dtype=np.int64)
+# Regular inflections of a dictionary word ("jars", "boxes", "berries", "women", "painted", "running"):
+# (ending, what replaces it), tried in turn.
+_INFLECTIONS = (("s", ""), ("es", ""), ("ies", "y"), ("men", "man"), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+
+
+def content_terms(vocab: list[str], words: frozenset[str] | None = None) -> np.ndarray:
+    """Ids of the vocabulary entries a lexicon may use: whole words of 3+ letters, not stopwords,
+    and, given a dictionary ``words``, only words in it or regular inflections of them (WordPiece's
+    vocabulary also holds names and fragments: "gregg", "ind", "isbn")."""
+    def in_dictionary(t: str) -> bool:
+        return words is None or t in words or any(
+            t.endswith(end) and t[: -len(end)] + base in words for end, base in _INFLECTIONS)
+
+    return np.array([i for i, t in enumerate(vocab) if _CONTENT_WORD.match(t) and t not in STOPWORDS
+                     and in_dictionary(t)], dtype=np.int64)
+
+
+def dictionary_words() -> frozenset[str]:
+    """English WordNet's one-word lemmas of every part of speech, and its irregular inflections
+    (shipped with the class prior's table; WordNet 3.0 licence)."""
+    from ..encoders.class_prior import WORDNET_CLASSES
+
+    return frozenset((WORDNET_CLASSES / "words.txt").read_text(encoding="utf-8").split())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -34,7 +34,7 @@ from .._utils import ProgressFn, atomic_write_bytes
 from ..encoders.builtin import BuiltinProjectorEncoder, load_builtin
 from ..errors import InputError
 from ..eval.runner import evaluate_scores, package_versions
-from ..sparse.head import LexiconConfig, build_head, content_terms, save_head
+from ..sparse.head import LexiconConfig, build_head, content_terms, dictionary_words, save_head
 from .data import TRAIN_SPLIT, VAL_SPLIT
 from .features import split_image_features
 from .projector import MIN_TRAIN_IMAGES, CaptionSampler, FeaturePart, load_parts
@@ -57,6 +57,12 @@ class LexiconTrainConfig:
     warmup_fraction: float = 0.33
     seed: int = 0
     threads: int = 2
+    # "wordnet": terms are dictionary words (English WordNet, any part of speech, and their
+    # inflections); "all": every content word of MiniLM's vocabulary, names included (builtin-lex-v2).
+    vocabulary: str = "wordnet"
+
+
+VOCABULARIES = ("wordnet", "all")
 
 
 def dense_embeddings(encoder: BuiltinProjectorEncoder, part: FeaturePart) -> tuple[Any, Any]:
@@ -120,6 +126,8 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
 
     if config.epochs < 1 or config.batch_size < 2:
         raise InputError("epochs must be >= 1 and batch size >= 2")
+    if config.vocabulary not in VOCABULARIES:
+        raise InputError(f"unknown lexicon vocabulary '{config.vocabulary}'; valid: {', '.join(VOCABULARIES)}")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
@@ -144,10 +152,11 @@ def train_lexicon(config: LexiconTrainConfig, out: str | Path, *, progress: Prog
     words = encoder.vocabulary
     vocab = words.tokenizer.convert_ids_to_tokens(list(range(words.tokenizer.vocab_size)))
     # The head reads the heads' vectors (dense_embeddings), without any WordNet class prior joined on:
-    # it pairs with the model's base fingerprint, and reads the dense part of a prior model's vectors.
+    # its input is base_dim wide, and it reads the dense part of a prior model's vectors.
     lex = LexiconConfig(**{**asdict(config.lexicon), "vocab_size": len(vocab),
-                           "dense_fingerprint": encoder.base_fingerprint, "dim": encoder.base_dim})
-    head = build_head(lex, words.model.embeddings.word_embeddings.weight, content_terms(vocab))
+                           "dense_fingerprint": encoder.fingerprint, "dim": encoder.base_dim})
+    allowed = dictionary_words() if config.vocabulary == "wordnet" else None
+    head = build_head(lex, words.model.embeddings.word_embeddings.weight, content_terms(vocab, allowed))
     head.train()
     caption_terms = _caption_terms(encoder, [t for p in train_parts for t in p.dataset.texts().texts],
                                    head.terms.numpy(), len(vocab))
