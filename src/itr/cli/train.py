@@ -116,9 +116,9 @@ def lexicon(
     doc_terms: Annotated[int, typer.Option(help="Terms kept per indexed image/caption (top-k pruning).")] = 24,
     query_terms: Annotated[int, typer.Option(help="Terms kept per query.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    vocabulary: Annotated[str, typer.Option(help="Terms the head may use: wordnet (dictionary words, "
-                                            "their inflections) or all (every content word, names "
-                                            "included: builtin-lex-v2).")] = "wordnet",
+    vocabulary: Annotated[str, typer.Option(help="Terms the head may use: all (every content word, names "
+                                            "included: the shipped builtin-lex-v2) or wordnet (dictionary "
+                                            "words and their inflections).")] = "all",
     json_out: JsonOut = False,
     quiet: Quiet = False,
 ) -> None:

@@ -25,8 +25,7 @@ from .index import DEFAULT_LEVELS
 
 Modality = Literal["image", "text"]
 _WEIGHTS = Path(__file__).resolve().parent.parent / "encoders" / "weights"
-PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v3", _WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-multi-v1",
-                     _WEIGHTS / "builtin-lex-v1")
+PACKAGED_LEXICONS = (_WEIGHTS / "builtin-lex-v2", _WEIGHTS / "builtin-lex-multi-v1", _WEIGHTS / "builtin-lex-v1")
 PACKAGED_LEXICON = PACKAGED_LEXICONS[0]
 """The head ``builtin`` names for the default built-in model; each shipped head records the dense
 model it reads, and ``builtin`` picks the one that matches."""

@@ -57,9 +57,10 @@ class LexiconTrainConfig:
     warmup_fraction: float = 0.33
     seed: int = 0
     threads: int = 2
-    # "wordnet": terms are dictionary words (English WordNet, any part of speech, and their
-    # inflections); "all": every content word of MiniLM's vocabulary, names included (builtin-lex-v2).
-    vocabulary: str = "wordnet"
+    # "all": every content word of MiniLM's vocabulary, names included (builtin-lex-v2, shipped);
+    # "wordnet": dictionary words only (English WordNet, any part of speech, and their inflections):
+    # cleaner terms, but lower sparse RSUM in-domain (BENCHMARKS.md, "Lexicon head: dictionary terms").
+    vocabulary: str = "all"
 
 
 VOCABULARIES = ("wordnet", "all")
