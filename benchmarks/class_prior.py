@@ -71,8 +71,8 @@ def main() -> None:
         img, logits, txt = per_model[model]
         if config is not None:
             q = prior.distributions(texts)
-            img = l2_normalize(join(img, image_block(logits, config), config.weight))
-            txt = l2_normalize(join(txt, np.sqrt(q), config.weight))
+            img = l2_normalize(join(img, image_block(logits, config), config.weight).numpy())
+            txt = l2_normalize(join(txt, np.sqrt(q), config.weight).numpy())
         m = evaluate_embeddings(img, txt, text_image)
         return {"t2i_r1": round(m["t2i"]["R@1"], 1), "rsum": round(m["rsum"], 1)}
 

@@ -52,10 +52,10 @@ def test_join_scores_the_weighted_sum_of_cosine_and_bhattacharyya() -> None:
     rng = np.random.default_rng(0)
     config = ClassPriorConfig(weight=0.3, temperature=0.7)
     dense_i, dense_t = rng.normal(size=(4, 8)), rng.normal(size=(5, 8))
-    p = image_block(rng.normal(size=(4, 1000)) * 3, config)
+    p = image_block(rng.normal(size=(4, 1000)) * 3, config).numpy()  # torch in, torch out
     q = rng.dirichlet(np.ones(1000), size=5)
     np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0)
-    a, b = join(dense_i, p, config.weight), join(dense_t, np.sqrt(q), config.weight)
+    a, b = join(dense_i, p, config.weight).numpy(), join(dense_t, np.sqrt(q), config.weight).numpy()
     unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
     expected = 0.7 * unit(dense_i) @ unit(dense_t).T + 0.3 * p @ np.sqrt(q).T
     np.testing.assert_allclose(a @ b.T, expected, atol=1e-5)

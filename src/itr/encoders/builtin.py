@@ -255,23 +255,12 @@ class BuiltinConseEncoder(TorchEncoder):
     def _with_prior_image(self, dense: Any, logits: Any) -> Any:
         if self.class_prior is None:
             return dense
-        import torch
-
-        if dense.requires_grad:  # a white-box attack: the same math, differentiable in torch
-            config = self.class_prior.config
-            block = (logits.float() / config.temperature).softmax(-1).clamp(min=0).sqrt()
-            dense = torch.nn.functional.normalize(dense.float(), dim=-1)
-            return torch.cat([(1.0 - config.weight) ** 0.5 * dense, config.weight ** 0.5 * block], dim=-1)
-        block = image_block(logits.float().numpy(), self.class_prior.config)
-        return torch.from_numpy(join(dense.float().numpy(), block, self.class_prior.config.weight))
+        return join(dense, image_block(logits, self.class_prior.config), self.class_prior.config.weight)
 
     def _with_prior_text(self, dense: Any, texts: list[str]) -> Any:
         if self.class_prior is None:
             return dense
-        import torch
-
-        block = np.sqrt(self.class_prior.distributions(texts))
-        return torch.from_numpy(join(dense.float().numpy(), block, self.class_prior.config.weight))
+        return join(dense, np.sqrt(self.class_prior.distributions(texts)), self.class_prior.config.weight)
 
     @functools.cached_property
     def feature_key(self) -> str:

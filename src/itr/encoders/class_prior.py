@@ -15,7 +15,7 @@ each vector (``sqrt(p)``, ``sqrt(q)``), it keeps the model a dual encoder that a
 a text with no WordNet noun has ``q = 0`` and is scored by the dense part alone.
 
 Hand-written, not nltk's WordNet reader: the runtime needs only lemma lookup and the plural rules
-(WordNet's morphy for nouns), over a 1 MB table derived once (``scripts/build_wordnet_classes.py``),
+(WordNet's morphy for nouns), over a 1.1 MB table derived once (``scripts/build_wordnet_classes.py``),
 where nltk would add a dependency and a 30 MB corpus download that the registries here do not serve.
 """
 
@@ -25,6 +25,7 @@ import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -81,10 +82,11 @@ class WordNetClassPrior:
         weight = (config.sense_decay ** arrays["lemma_rank"].astype(np.float64)
                   * np.where((arrays["lemma_lexfile"] == PERSON_LEXFILE) & (arrays["lemma_rank"] > 0),
                              config.person_weight, 1.0))
-        discount = config.gamma ** arrays["lemma_up"].astype(np.float64)
-        sets = arrays["lemma_set"]
-        self._senses = {lemma: (sets[indptr[i] : indptr[i + 1]], weight[indptr[i] : indptr[i + 1]],
-                                discount[indptr[i] : indptr[i + 1]]) for i, lemma in enumerate(lemmas)}
+        self._sense_weight = weight * config.gamma ** arrays["lemma_up"].astype(np.float64)
+        self._sense_rank_weight = weight
+        self._sense_set = arrays["lemma_set"]
+        self._indptr = indptr
+        self._senses = {lemma: i for i, lemma in enumerate(lemmas)}  # lemma -> row (sliced when first used)
         self._exceptions: dict[str, str] = {}
         for line in (folder / "exceptions.txt").read_text(encoding="utf-8").splitlines():
             plural, base = line.split()[:2]
@@ -108,12 +110,13 @@ class WordNetClassPrior:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019  (one prior per encoder, kept for its lifetime)
     def _lemma_distribution(self, lemma: str) -> np.ndarray:
-        set_ids, weight, discount = self._senses[lemma]
+        row = self._senses[lemma]
+        senses = slice(self._indptr[row], self._indptr[row + 1])
         out = np.zeros(N_CLASSES)
-        for s, w, d in zip(set_ids, weight, discount, strict=True):
+        for s, w in zip(self._sense_set[senses], self._sense_weight[senses], strict=True):
             classes = self._sets[int(s)]
-            out[classes] += w * d / len(classes)
-        return out / weight.sum()
+            out[classes] += w / len(classes)
+        return out / self._sense_rank_weight[senses].sum()
 
     def nouns(self, text: str) -> list[str]:
         """The WordNet noun lemmas found in ``text`` (longest match first, left to right)."""
@@ -150,20 +153,25 @@ class WordNetClassPrior:
         return np.stack([self.distribution(t) for t in texts]) if texts else np.zeros((0, N_CLASSES))
 
 
-def image_block(logits: np.ndarray, config: ClassPriorConfig) -> np.ndarray:
-    """An image's prior block: the square root of its class probabilities (unit L2 norm)."""
-    z = np.asarray(logits, dtype=np.float64) / config.temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    return np.sqrt(p / p.sum(axis=1, keepdims=True))
+def image_block(logits: Any, config: ClassPriorConfig) -> Any:
+    """An image's prior block (torch, in the logits' float type): the square root of its class
+    probabilities, unit L2 norm. Taken as ``exp(log_softmax / 2)``, finite and differentiable where a
+    probability underflows (white-box attacks take gradients through it)."""
+    import torch
+
+    z = torch.as_tensor(logits) / config.temperature
+    return (z.log_softmax(-1) / 2).exp()
 
 
-def join(dense: np.ndarray, block: np.ndarray, weight: float) -> np.ndarray:
-    """``[sqrt(1 - w) * dense, sqrt(w) * block]`` (float32), ``dense`` L2-normalised first: dot
-    products are then ``(1 - w) cos + w <block, block'>``. Callers normalise the result (a text with
-    no WordNet noun, ``block = 0``, is then its dense part alone)."""
-    dense = np.asarray(dense, dtype=np.float64)
-    dense = dense / np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
-    return np.concatenate([np.sqrt(1.0 - weight) * dense, np.sqrt(weight) * block], axis=1).astype(np.float32)
+def join(dense: Any, block: Any, weight: float) -> Any:
+    """``[sqrt(1 - w) * dense, sqrt(w) * block]`` (torch, float32), ``dense`` L2-normalised first:
+    dot products are then ``(1 - w) cos + w <block, block'>``. Callers normalise the result (a text
+    with no WordNet noun, ``block = 0``, is then its dense part alone)."""
+    import torch
+
+    dense = torch.nn.functional.normalize(torch.as_tensor(dense).float(), dim=-1)
+    block = torch.as_tensor(block).float()
+    return torch.cat([(1.0 - weight) ** 0.5 * dense, weight ** 0.5 * block], dim=-1)
 
 
 def dense_part(vectors: np.ndarray, dim: int) -> np.ndarray:
