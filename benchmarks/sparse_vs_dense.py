@@ -13,21 +13,27 @@ distribution looks like near real items (hard distractors), their sparse rows ke
 number of terms (24) and draw their terms from real rows, so postings lengths follow the real term
 frequencies.
 
-Modes measured (single query, one thread; the sparse ones include encoding the query's sparse
-vector from its dense embedding, the dense query embedding itself is shared and excluded):
-  dense         exact inner product over N x 384 float32 (FAISS, 1 thread: faster than 2 here)
-  sparse        exact score-at-a-time over the inverted index
-  sparse-approx anytime search, stops after --budget postings
-  hybrid        exact sparse top --candidates re-scored with their dense vectors (read from the
-                dense matrix; memory-mapped in an ITR index)
-  hybrid-approx the same over sparse-approx candidates
-Recall: t2i R@10 of each mode on the real test captions, inside the N-image gallery, divided by
-dense R@10 (``recall10_vs_dense``). Headline keys use the hybrid mode for recall and speed (the
-target allows hybrid with the dense vectors of the sparse candidates only) and the sparse index for
-size.
+Configurations measured, each query one at a time on one thread, every real test caption timed
+(the sparse ones include encoding the query's sparse vector from its dense embedding; the dense
+query embedding itself is shared and left out of all):
+  dense            exact inner product over N x d float32 (FAISS IndexFlatIP, 1 thread: faster
+                   than 2 for single queries here); d is the shipped model's dense part (768)
+  ann:KIND         FAISS IVF-PQ / HNSW through ITR's ``AnnIndex`` (the kinds ``itr index --index``
+                   builds), candidates re-ranked on the float32 vectors, one point per knob value
+  sparse qQ        exact score-at-a-time search (``SparseIndex.search``), Q query terms kept
+  sparse-approx    anytime search, stops after BUDGET postings
+  hybrid           exact sparse top C (Q query terms) re-scored with their dense vectors (read
+                   from the dense matrix; memory-mapped in an ITR index)
+  hybrid-approx    the same over anytime candidates
+Quality: t2i R@10 on the real test captions, inside the N-image gallery, as a ratio to dense R@10
+with a paired bootstrap 95 % interval over the queries (few queries hit at 1M, so the ratio is
+noisy), and ``overlap10``: the share of exact dense's top 10 that the configuration returns (the
+ANN convention; it needs no relevance judgements, so every query counts). Size: the bytes of the
+index a configuration searches (hybrid also reads the dense vectors of its candidates).
 
 Usage:
-    python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json
+    python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json \
+        --png docs/images/sparse_curves_1m.png
 """
 
 from __future__ import annotations
@@ -89,35 +95,90 @@ def synthesize(n: int, base: np.ndarray, base_sparse: Any, seed: int) -> tuple[n
     return dense, sp.vstack(parts, format="csr")
 
 
-def timed(fn: Any, queries: list[Any]) -> dict[str, float]:
-    for q in queries[:10]:
-        fn(q)
-    times = []
-    for q in queries:
+def run_config(fn: Any, n_queries: int) -> tuple[dict[str, float], np.ndarray]:
+    """Each query once, timed (after 10 warm-up queries): latency percentiles and the (n, 10) tops."""
+    for i in range(min(10, n_queries)):
+        fn(i)
+    times, tops = [], np.full((n_queries, 10), -1, dtype=np.int64)
+    for i in range(n_queries):
         t0 = time.perf_counter()
-        fn(q)
+        ids = fn(i)
         times.append(time.perf_counter() - t0)
+        tops[i, : min(10, len(ids))] = ids[:10]
     t = np.array(times) * 1e3
-    return {"p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean())}
+    return {"p50_ms": float(np.percentile(t, 50)), "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean())}, tops
 
 
-def recall_at_10(top: np.ndarray, owner: np.ndarray, offset: int) -> float:
-    return float(np.mean([(owner[i] + offset) in top[i, :10] for i in range(len(owner))]) * 100)
+def hits_at_10(top: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    return np.array([owner[i] in top[i, :10] for i in range(len(owner))], dtype=np.float64)
+
+
+def ratio_interval(hits: np.ndarray, dense_hits: np.ndarray, seed: int, rounds: int = 2000) -> tuple[float, float]:
+    """Paired bootstrap 95 % interval of mean(hits) / mean(dense_hits) over the queries."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(hits), (rounds, len(hits)))
+    num, den = hits[idx].mean(1), dense_hits[idx].mean(1)
+    r = num[den > 0] / den[den > 0]
+    return float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))
+
+
+def overlap10(top: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(a[a >= 0], b)) / 10 for a, b in zip(top, truth, strict=True)]))
+
+
+def plot(results: list[dict[str, Any]], path: Path, n: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    families: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        families.setdefault(r["family"], []).append(r)
+    for ax, key, label in ((axes[0], "recall10_vs_dense", "R@10 / dense R@10 (real captions)"),
+                           (axes[1], "overlap10", "share of exact dense's top 10 returned")):
+        for family, rows in families.items():
+            rows = sorted(rows, key=lambda r: r["p50_ms"])
+            ax.plot([r["p50_ms"] for r in rows], [r[key] for r in rows], "o-" if len(rows) > 1 else "s",
+                    label=family, markersize=4)
+        ax.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+        dense = next(r for r in results if r["name"] == "dense")
+        ax.axvline(dense["p50_ms"] / 30, color="grey", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("p50 latency per query, ms (1 thread); dashed: 30x faster than exact dense")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Text -> image search over {n:,} images: sparse, hybrid and dense ANN against exact dense")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def int_list(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000, help="images in the gallery (real test images included)")
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--budget", type=int, default=100_000, help="postings budget of the approximate sparse mode")
-    ap.add_argument("--candidates", type=int, default=1000, help="sparse candidates re-scored by hybrid")
-    ap.add_argument("--queries", type=int, default=300, help="queries timed one by one")
+    ap.add_argument("--png", type=Path, help="write the recall/latency curves here")
+    ap.add_argument("--budgets", type=int_list, default=[25_000, 50_000, 100_000],
+                    help="postings budgets of the anytime modes")
+    ap.add_argument("--candidates", type=int_list, default=[100, 250, 500, 1000], help="sparse candidates of hybrid")
+    ap.add_argument("--query-terms", type=int_list, default=[8, 12, 16], help="query terms kept (query pruning)")
+    ap.add_argument("--ann", default="ivf-pq,hnsw", help="dense ANN kinds to build (empty: none)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     import faiss
     import torch
 
+    from itr.index.ann import AnnIndex, rescore_candidates
+
     torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
     encoder = load_builtin("builtin")
     lex = load_sparse_encoder("builtin", encoder)
     real = real_items(encoder)
@@ -133,81 +194,107 @@ def main() -> None:
     del dense_syn
     docs = sp.vstack([lex.encode(real["test"], "image", max_terms=lex.doc_terms), sparse_syn], format="csr")
     del sparse_syn
-    print(f"{args.n} images, {docs.nnz / args.n:.1f} terms per image, {len(real['queries'])} real test queries", flush=True)
+    queries, owner = real["queries"], real["owner"]
+    nq = len(queries)
+    print(f"{args.n} images, {dense.shape[1]}-d dense, {docs.nnz / args.n:.1f} terms per image, {nq} real test "
+          "queries", flush=True)
 
     t0 = time.perf_counter()
     flat = faiss.IndexFlatIP(dense.shape[1])
     flat.add(dense)
-    dense_build = time.perf_counter() - t0
+    builds = {"dense": time.perf_counter() - t0}
     t0 = time.perf_counter()
     index = SparseIndex.build(docs, lex.vocab_size, scale=lex.scale)
-    sparse_build = time.perf_counter() - t0
-    dense_bytes = int(dense.nbytes)
-    sparse_bytes = index.nbytes()
+    builds["sparse"] = time.perf_counter() - t0
+    sizes = {"dense": int(dense.nbytes), "sparse": index.nbytes()}
 
-    queries = real["queries"]
-    q_sparse = lex.encode(queries, "text", max_terms=lex.query_terms)
-    rng = np.random.default_rng(args.seed)
-    picks = rng.choice(len(queries), size=min(args.queries, len(queries)), replace=False)
+    results: list[dict[str, Any]] = []
+    truth: np.ndarray | None = None
+    dense_hits: np.ndarray | None = None
 
-    def dense_one(i: int) -> np.ndarray:
-        return flat.search(queries[i : i + 1], 10)[1][0]
+    def measure(name: str, family: str, fn: Any, size: int, **settings: Any) -> None:
+        nonlocal truth, dense_hits
+        lat, top = run_config(fn, nq)
+        hits = hits_at_10(top, owner)
+        if truth is None:
+            truth, dense_hits = top, hits
+        row = {"name": name, "family": family, **settings, **lat, "recall10": float(hits.mean() * 100),
+               "recall10_vs_dense": float(hits.mean() / max(dense_hits.mean(), 1e-12)),
+               "recall10_vs_dense_ci95": ratio_interval(hits, dense_hits, args.seed),
+               "overlap10": overlap10(top, truth), "index_bytes": size}
+        results.append(row)
+        print(f"{name:>34}: p50 {lat['p50_ms']:7.3f} ms, p99 {lat['p99_ms']:7.3f} ms, R@10 {row['recall10']:.1f} "
+              f"({row['recall10_vs_dense']:.2f} of dense), overlap {row['overlap10']:.3f}", flush=True)
 
-    def sparse_one(i: int, budget: int | None = None) -> np.ndarray:
-        q = lex.encode(queries[i : i + 1], "text", max_terms=lex.query_terms)
-        return index.search(q, 10, max_postings=budget)[0][0]
+    measure("dense", "dense exact", lambda i: flat.search(queries[i : i + 1], 10)[1][0], sizes["dense"])
 
-    def hybrid_one(i: int, budget: int | None = None) -> np.ndarray:
-        q = lex.encode(queries[i : i + 1], "text", max_terms=lex.query_terms)
-        ids = index.search(q, args.candidates, max_postings=budget)[0][0]
-        ids = ids[ids >= 0]
-        return ids[rescore(dense[ids], queries[i], ids)[0][:10]]
+    def sparse_fn(terms: int, budget: int | None = None) -> Any:
+        def fn(i: int) -> np.ndarray:
+            q = lex.encode(queries[i : i + 1], "text", max_terms=terms)
+            return index.search(q, 10, max_postings=budget)[0][0]
+        return fn
 
-    faiss.omp_set_num_threads(1)
-    modes = {"dense": dense_one, "sparse": sparse_one, "sparse-approx": lambda i: sparse_one(i, args.budget),
-             "hybrid": hybrid_one, "hybrid-approx": lambda i: hybrid_one(i, args.budget)}
-    results: dict[str, Any] = {}
-    for name, fn in modes.items():
-        lat = timed(fn, list(picks))
-        top = np.stack([np.pad(fn(i), (0, 10))[:10] for i in range(len(queries))])
-        results[name] = {**lat, "recall10": recall_at_10(top, real["owner"], 0)}
-        print(f"{name:>14}: p50 {lat['p50_ms']:.3f} ms, p99 {lat['p99_ms']:.3f} ms, "
-              f"R@10 {results[name]['recall10']:.1f}", flush=True)
-    # batch throughput: all real queries at once, 2 threads for dense (its best), the sparse loop as is
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
-    t0 = time.perf_counter()
-    flat.search(queries, 10)
-    results["dense"]["batch_qps"] = len(queries) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    index.search(q_sparse, 10)
-    results["sparse"]["batch_qps"] = len(queries) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    index.search(q_sparse, 10, max_postings=args.budget)
-    results["sparse-approx"]["batch_qps"] = len(queries) / (time.perf_counter() - t0)
+    def hybrid_fn(terms: int, candidates: int, budget: int | None = None) -> Any:
+        def fn(i: int) -> np.ndarray:
+            q = lex.encode(queries[i : i + 1], "text", max_terms=terms)
+            ids = index.search(q, candidates, max_postings=budget)[0][0]
+            ids = ids[ids >= 0]
+            return ids[rescore(dense[ids], queries[i], ids)[0][:10]]
+        return fn
 
-    d = results["dense"]
+    full_terms = lex.query_terms
+    for terms in args.query_terms:
+        measure(f"sparse q{terms}", "sparse exact", sparse_fn(terms), sizes["sparse"], query_terms=terms)
+    for budget in args.budgets:
+        measure(f"sparse-approx {budget // 1000}k", "sparse anytime", sparse_fn(full_terms, budget), sizes["sparse"],
+                query_terms=full_terms, budget=budget)
+    for terms in args.query_terms:
+        for c in args.candidates:
+            measure(f"hybrid q{terms} c{c}", f"hybrid, {terms} query terms", hybrid_fn(terms, c), sizes["sparse"],
+                    query_terms=terms, candidates=c)
+    for budget in args.budgets:
+        for c in (max(args.candidates),):
+            measure(f"hybrid-approx {budget // 1000}k c{c}", "hybrid anytime", hybrid_fn(full_terms, c, budget),
+                    sizes["sparse"], query_terms=full_terms, candidates=c, budget=budget)
+
+    for kind in [k for k in args.ann.split(",") if k]:
+        t0 = time.perf_counter()
+        ann = AnnIndex.build(dense, kind, seed=args.seed)
+        builds[kind] = time.perf_counter() - t0
+        sizes[kind] = int(faiss.serialize_index(ann.index).nbytes)
+        values = (4, 8, 16, 32, 64, 128) if ann.knob == "nprobe" else (16, 32, 64, 128, 256)
+        depth = 100 if ann.info["quantised"] else 10
+        for v in values:
+            def ann_fn(i: int, v: int = v, ann: Any = ann, depth: int = depth) -> np.ndarray:
+                ids = ann.candidates(queries[i : i + 1], depth, value=v)
+                return rescore_candidates(ids, queries[i : i + 1], dense, 10)[1][0]
+            measure(f"ann {kind} {ann.knob} {v}", f"dense ANN {kind}", ann_fn, sizes[kind], knob=ann.knob, value=v,
+                    rerank_depth=depth)
+
+    d = results[0]
+    for r in results:
+        r["speedup_p50"] = d["p50_ms"] / r["p50_ms"]
+        r["size_ratio"] = d["index_bytes"] / r["index_bytes"]
+    ok = [r for r in results if r["family"].startswith(("sparse", "hybrid")) and r["recall10_vs_dense"] >= 0.95]
+    best = max(ok, key=lambda r: r["speedup_p50"]) if ok else None
+    ok_overlap = [r for r in results if r["family"].startswith(("sparse", "hybrid")) and r["overlap10"] >= 0.95]
+    best_overlap = max(ok_overlap, key=lambda r: r["speedup_p50"]) if ok_overlap else None
     out = {
-        "n": args.n, "real_test_images": n_test, "queries": len(queries), "timed_queries": len(picks),
-        "terms_per_image": docs.nnz / args.n, "terms_per_query": q_sparse.nnz / len(queries),
-        "budget": args.budget, "candidates": args.candidates,
-        "modes": results,
-        "dense_bytes": dense_bytes, "sparse_bytes": sparse_bytes,
-        "dense_build_s": dense_build, "sparse_build_s": sparse_build,
-        "speedup_p50": d["p50_ms"] / results["hybrid"]["p50_ms"],
-        "speedup_p50_sparse_exact": d["p50_ms"] / results["sparse"]["p50_ms"],
-        "speedup_p50_sparse_approx": d["p50_ms"] / results["sparse-approx"]["p50_ms"],
-        "size_ratio": dense_bytes / sparse_bytes,
-        "recall10_vs_dense": results["hybrid"]["recall10"] / d["recall10"],
-        "recall10_vs_dense_sparse_exact": results["sparse"]["recall10"] / d["recall10"],
-        "recall10_vs_dense_sparse_approx": results["sparse-approx"]["recall10"] / d["recall10"],
-        "speedup_p50_hybrid_approx": d["p50_ms"] / results["hybrid-approx"]["p50_ms"],
-        "recall10_vs_dense_hybrid_approx": results["hybrid-approx"]["recall10"] / d["recall10"],
+        "n": args.n, "dim": int(dense.shape[1]), "real_test_images": n_test, "queries": nq,
+        "terms_per_image": docs.nnz / args.n, "builds_s": builds, "sizes": sizes, "configs": results,
+        "fastest_at_95_recall10": best, "fastest_at_95_overlap10": best_overlap,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "versions": package_versions(),
     }
-    print(json.dumps({k: v for k, v in out.items() if k not in ("modes", "machine", "versions")}, indent=1))
+    for label, r in (("R@10 >= 95 % of dense", best), ("overlap with dense top 10 >= 0.95", best_overlap)):
+        print(f"fastest sparse/hybrid with {label}: " + (
+            f"{r['name']}: {r['speedup_p50']:.1f}x faster, {r['size_ratio']:.1f}x smaller, "
+            f"R@10 {r['recall10_vs_dense']:.2f} (95 % CI {r['recall10_vs_dense_ci95'][0]:.2f}-"
+            f"{r['recall10_vs_dense_ci95'][1]:.2f}), overlap {r['overlap10']:.3f}" if r else "none"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
+    if args.png:
+        plot(results, args.png, args.n)
 
 
 if __name__ == "__main__":

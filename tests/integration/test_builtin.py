@@ -173,3 +173,23 @@ def test_the_v2_lexicon_head_reads_the_prior_models_dense_part() -> None:
     a = on_v3.encode(v3.encode_texts(["a jar of beans"]), "text")
     b = on_v2.encode(v2.encode_texts(["a jar of beans"]), "text")
     assert (a.indices == b.indices).all() and abs(a - b).max() < 1e-4
+
+
+def test_lexicon_encoder_logits_equal_the_heads_module() -> None:
+    """The encoder's affine maps (the projection kept apart for a 768-d model, folded for a 384-d one)
+    compute the trained module's logits."""
+    import torch
+
+    from itr.encoders import load_encoder
+    from itr.sparse.encoder import load_sparse_encoder
+
+    for spec in ("builtin", "builtin:proj-v1"):
+        enc = load_encoder(spec)
+        sparse = load_sparse_encoder("builtin", enc)
+        dense = np.random.default_rng(0).normal(size=(4, sparse.config.dim)).astype(np.float32)
+        dense /= np.linalg.norm(dense, axis=1, keepdims=True)
+        for modality in ("image", "text"):
+            with torch.no_grad():
+                want = sparse.head.logits(torch.from_numpy(dense), modality).numpy()
+            np.testing.assert_allclose(sparse._logits(dense, modality), want, atol=2e-5)
+        assert (sparse._folded("text")[0] is None) == (sparse.config.dim <= 384), spec

@@ -103,21 +103,38 @@ class LexiconEncoder:
     def scale(self) -> float:
         return self.config.max_weight / DEFAULT_LEVELS
 
-    def _folded(self, modality: Modality) -> tuple[np.ndarray, np.ndarray]:
-        """The head as one affine map per modality, ``logits = h @ A.T + c`` (terms x dim), float32.
+    def _folded(self, modality: Modality) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]:
+        """The head as affine maps per modality, ``logits = (h @ P + p) @ A + c``, float32.
 
-        ``g * (E (W h + b_lin)) + b`` folds into ``A = g * (E W)``, ``c = g * (E b_lin) + b``: a query
-        then costs one matrix-vector product (~0.1 ms) instead of the module's layers."""
+        ``g * (E (W h + b_lin)) + b`` folds into ``A = (g * E).T`` (word dim x terms), ``c = b``, and
+        the projection ``P = W.T``, ``p = b_lin``; when the dense model is no wider than the word space
+        the projection folds in too (``A = (g * (E W)).T``, ``c = g * (E b_lin) + b``, ``P`` None). A
+        query costs one pass over ``A``, ~21k terms x 384 floats, and reading it is the cost (~1 ms on
+        one core here): a 768-d model keeps the projection apart rather than read a matrix twice as big."""
         if modality not in self._fold:
             import torch
 
             with torch.no_grad():
                 lin = self.head.proj[modality]
                 g = self.head.gain[:, None]
-                a = g * (self.head.vocab @ lin.weight)
-                c = self.head.gain * (self.head.vocab @ lin.bias) + self.head.bias
-            self._fold[modality] = (np.ascontiguousarray(a.numpy(), dtype=np.float32), c.numpy().astype(np.float32))
+                if lin.weight.shape[1] > lin.weight.shape[0]:
+                    fold = (np.ascontiguousarray(lin.weight.numpy().T, dtype=np.float32),
+                            lin.bias.numpy().astype(np.float32),
+                            np.ascontiguousarray((g * self.head.vocab).numpy().T, dtype=np.float32),
+                            self.head.bias.numpy().astype(np.float32))
+                else:
+                    a = g * (self.head.vocab @ lin.weight)
+                    c = self.head.gain * (self.head.vocab @ lin.bias) + self.head.bias
+                    fold = (None, None, np.ascontiguousarray(a.numpy().T, dtype=np.float32),
+                            c.numpy().astype(np.float32))
+            self._fold[modality] = fold
         return self._fold[modality]
+
+    def _logits(self, dense: np.ndarray, modality: Modality) -> np.ndarray:
+        p, b, a, c = self._folded(modality)
+        if p is not None:
+            dense = dense @ p + b
+        return dense @ a + c
 
     def encode(self, dense: np.ndarray, modality: Modality, *, max_terms: int | None = None) -> Any:
         if modality not in ("image", "text"):
@@ -126,12 +143,11 @@ class LexiconEncoder:
         dense = np.atleast_2d(np.asarray(dense, dtype=np.float32))
         if self._dense_view is not None:
             dense = self._dense_view(dense)
-        a, c = self._folded(modality)
         terms = self.head.terms.numpy()
         k = min(max_terms or len(terms), len(terms))
         parts = []
         for start in range(0, len(dense), 1024):
-            logits = dense[start : start + 1024] @ a.T + c
+            logits = self._logits(dense[start : start + 1024], modality)
             # log1p(relu(.)) is monotonic: select on the logits, transform only what is kept
             top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else \
                 np.broadcast_to(np.arange(logits.shape[1]), logits.shape)
