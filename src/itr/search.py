@@ -235,10 +235,10 @@ class Searcher:
             cands_all = self.index.dense_candidates(dense, k=o.k, target=o.target, ann=o.ann)
             if not (o.explain and self.sparse is not None):
                 return [SearchResponse([self.index.hit(c, o.target) for c in cands], Mode.DENSE) for cands in cands_all]
-            q = self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms)
+            q = self._sparse_queries(dense, modality, o)
             return [SearchResponse(self._explain([self.index.hit(c, o.target) for c in cands], cands, q[i], o.target),
                                    Mode.DENSE, None, self._terms(q[i])) for i, cands in enumerate(cands_all)]
-        q = self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms)
+        q = self._sparse_queries(dense, modality, o)
         out = []
         for i in range(len(dense)):
             row = q[i]
@@ -259,6 +259,12 @@ class Searcher:
                 hits = self._explain(hits, cands, row, o.target)
             out.append(SearchResponse(hits, o.mode, None, terms))
         return out
+
+    def _sparse_queries(self, dense: Embeddings, modality: str, o: SearchOptions) -> Any:
+        """The queries' sparse vectors, their terms chosen among those the searched side has postings for."""
+        terms = getattr(self.index, "sparse_terms", None)
+        allowed = terms(o.target) if terms is not None else None
+        return self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms, allowed=allowed)
 
     def _terms(self, row: Any) -> list[tuple[str, float]]:
         """A query's sparse terms, largest weight first."""

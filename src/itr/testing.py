@@ -104,12 +104,14 @@ class DimensionSparseEncoder:
     def scale(self) -> float:
         return 1.0 / 64.0
 
-    def encode(self, dense: np.ndarray, modality: str, *, max_terms: int | None = None) -> Any:
+    def encode(self, dense: np.ndarray, modality: str, *, max_terms: int | None = None,
+               allowed: np.ndarray | None = None) -> Any:
         from scipy import sparse as sp
 
         from .sparse.index import prune_rows
 
-        m = sp.csr_matrix(np.maximum(np.atleast_2d(dense), 0.0).astype(np.float32))
+        w = np.maximum(np.atleast_2d(dense), 0.0).astype(np.float32)
+        m = sp.csr_matrix(w if allowed is None else w * np.asarray(allowed, dtype=np.float32))
         return prune_rows(m, max_terms) if max_terms else m
 
     def known_terms(self, texts: Sequence[str]) -> np.ndarray:

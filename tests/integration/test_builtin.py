@@ -193,3 +193,30 @@ def test_lexicon_encoder_logits_equal_the_heads_module() -> None:
                 want = sparse.head.logits(torch.from_numpy(dense), modality).numpy()
             np.testing.assert_allclose(sparse._logits(dense, modality), want, atol=2e-5)
         assert (sparse._folded("text")[0] is None) == (sparse.config.dim <= 384), spec
+
+
+def test_lexicon_query_terms_chosen_among_allowed_terms() -> None:
+    """``allowed`` (an index's terms with postings) restricts the choice: the result is the full
+    logits' top k over the allowed terms, and the full encoding when every term is allowed."""
+    from itr.encoders import load_encoder
+    from itr.sparse.encoder import load_sparse_encoder
+
+    enc = load_encoder("builtin")
+    sparse = load_sparse_encoder("builtin", enc)
+    dense = enc.encode_texts(["a jar of beans", "a red apple on a table"])
+    full = sparse.encode(dense, "text", max_terms=8)
+    everything = np.ones(sparse.vocab_size, dtype=bool)
+    assert (sparse.encode(dense, "text", max_terms=8, allowed=everything) != full).nnz == 0
+    allowed = np.random.default_rng(0).random(sparse.vocab_size) < 0.3
+    got = sparse.encode(dense, "text", max_terms=8, allowed=allowed)
+    logits = sparse._logits(sparse._dense_view(dense) if sparse._dense_view else dense, "text")
+    terms = sparse.head.terms.numpy()
+    for i in range(len(dense)):
+        row = got[i]
+        assert row.nnz == 8 and allowed[row.indices].all()
+        cols = np.flatnonzero(allowed[terms])
+        best = terms[cols[np.argsort(-logits[i, cols])[:8]]]
+        assert set(row.indices) == set(best)
+        np.testing.assert_allclose(np.sort(row.data), np.sort(np.log1p(np.sort(logits[i, cols])[-8:])), rtol=1e-5)
+    none = sparse.encode(dense, "text", max_terms=8, allowed=np.zeros(sparse.vocab_size, dtype=bool))
+    assert none.shape == (2, sparse.vocab_size) and none.nnz == 0

@@ -39,6 +39,29 @@ def test_search_equals_brute_force_over_stored_weights(seed: int) -> None:
     assert agree > 0.9
 
 
+@pytest.mark.parametrize("k", [1, 7, 60, 400])
+def test_top_k_order_with_ties_and_deletions_is_exact(k: int) -> None:
+    # 20 terms, weights 1 or 2, queries of 4 terms weighing 1: most scores tie, across documents first
+    # reached through different terms, so the selection's threshold bin holds many documents and
+    # only the tie rule (lower id first) decides; k=400 exceeds the matches
+    rng = np.random.default_rng(7)
+    docs = sp.csr_matrix(rng.integers(1, 3, (600, 20)) * (rng.random((600, 20)) < 0.15), dtype=np.float32)
+    queries = sp.csr_matrix((rng.random((30, 20)) < 0.2).astype(np.float32))
+    index = SparseIndex.build(docs, 20, levels=2)
+    live = np.random.default_rng(3).random(600) > 0.2
+    ids, scores = index.search(queries, k=k, live=live)
+    brute = (queries @ index.dequantised().T).toarray()
+    for i in range(queries.shape[0]):
+        ok = np.flatnonzero((brute[i] > 0) & live)
+        want = ok[np.lexsort((ok, -brute[i, ok].astype(np.float32)))][:k]
+        got = ids[i][ids[i] >= 0]
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_allclose(scores[i, : len(got)], brute[i, got], rtol=1e-5)
+        assert (ids[i][len(got):] == -1).all() and (scores[i][len(got):] == 0).all()
+    # the anytime mode with a budget above every query's postings is the exact search
+    np.testing.assert_array_equal(index.search(queries, k=k, live=live, max_postings=10**9)[0], ids)
+
+
 def test_save_open_memory_mapped_and_sizes(tmp_path: Path) -> None:
     docs = random_sparse(200, 30, 5)
     index = SparseIndex.build(docs, VOCAB, max_terms=16)

@@ -54,6 +54,19 @@ def test_sparse_search_equals_brute_force_over_stored_vectors(tmp_path: Path) ->
         assert all(brute[ids.index(h.id)] == pytest.approx(h.score, rel=1e-5) for h in hits)
 
 
+def test_query_terms_are_chosen_among_the_indexed_terms(tmp_path: Path) -> None:
+    # solid colours: the dimension encoder's images use some dimensions only; a query's terms are
+    # picked among those (a term no document has would only waste a query slot)
+    _, s = _build(_collection(tmp_path / "c"), tmp_path / "idx")
+    indexed = s.index.sparse_terms(Target.IMAGES)
+    assert indexed is not None and 0 < indexed.sum() < len(indexed)
+    vec = np.ones((1, ColorEncoder.dim), dtype=np.float32)  # a query weighing every dimension
+    resp = s.query_vector(vec[0], "text", SearchOptions(k=3, mode=Mode.SPARSE))
+    names = {s.sparse.vocab[t] for t in np.flatnonzero(indexed)}
+    assert resp.query_terms and {t for t, _ in resp.query_terms} <= names
+    assert len(resp.query_terms) == min(s.sparse.query_terms, int(indexed.sum()))
+
+
 def test_hybrid_rescore_scores_are_dense_and_explain_lists_terms(tmp_path: Path) -> None:
     _, s = _build(_collection(tmp_path / "c"), tmp_path / "idx")
     dense = s.search_text("green", k=5)

@@ -387,6 +387,14 @@ class MilvusIndex(ManifestFacts):
         while len(self._hits) > self.HIT_CACHE:
             self._hits.popitem(last=False)
 
+    def sparse_terms(self, target: Target) -> np.ndarray | None:
+        """The terms with postings on one side, as the export recorded them (None: an older export)."""
+        from ..sparse.index import unpack_terms
+
+        packed = (self.manifest.get("sparse_terms") or {}).get(target.value)
+        info = self.manifest.get("sparse") or {}
+        return unpack_terms(packed, int(info["vocab_size"])) if packed and info.get("vocab_size") else None
+
     def dense_candidates(self, queries: Embeddings, *, k: int, target: Target,
                          ann: Any = None) -> list[list[MilvusCandidate]]:
         """Top-k (score, 0, key) per query row, best first; ``ann``'s nprobe / ef_search go to

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import IncompatibleIndexError, InputError
 from ..index.store import DenseIndex, Segment, StoredSparseRows
+from ..sparse.index import pack_terms
 from ..types import Target
 from .milvus import (
     DEFAULT_RETRY,
@@ -194,8 +195,14 @@ def export_to_milvus(index: str | os.PathLike[str] | DenseIndex, to: str | Milvu
         conn.write_manifest(want)  # complete: false until the last batch is flushed
         report = _sync(conn, idx, batch_size, progress)
         conn.call("flush", lambda: [conn.client.flush(address.collection(t)) for t in Target])
-        conn.write_manifest({**want, "complete": True, "counts": report.counts,
-                             "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")})
+        done = {**want, "complete": True, "counts": report.counts,
+                "exported_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if "sparse" in idx.representations:
+            # the terms with postings on each side: queries against the export pick their terms
+            # among them, exactly as against the folder (DenseIndex.sparse_terms)
+            done["sparse_terms"] = {t.value: pack_terms(m) for t in Target
+                                    if (m := idx.sparse_terms(t)) is not None}
+        conn.write_manifest(done)
     finally:
         conn.close()
     report.address = str(address)

@@ -126,9 +126,11 @@ class SparseGallery:
         self.index = SparseIndex.build(sparse.encode(vectors, modality, max_terms=sparse.doc_terms), sparse.vocab_size,
                                        scale=sparse.scale)
         self.max_postings = max_postings
+        self.terms = self.index.terms_in_use()
 
     def candidates(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = self.sparse.encode(np.atleast_2d(queries), self.query_modality, max_terms=self.sparse.query_terms)
+        q = self.sparse.encode(np.atleast_2d(queries), self.query_modality, max_terms=self.sparse.query_terms,
+                               allowed=self.terms)
         return self.index.search(q, k, max_postings=self.max_postings)
 
     def search(self, queries: np.ndarray, k: int) -> np.ndarray:

@@ -289,6 +289,15 @@ class DenseIndex(ManifestFacts):
             results.append(sorted(merged, key=_order)[:k])
         return results
 
+    def sparse_terms(self, target: Target) -> np.ndarray | None:
+        """Bool mask of the vocabulary terms with postings on one side, over every segment (None
+        without sparse vectors): the only terms a query can match. Per snapshot (segments never change)."""
+        cache = self.__dict__.setdefault("_sparse_terms", {})
+        if target not in cache:
+            masks = [sp.terms_in_use() for seg in self.segments if (sp := seg.side(target)[2]) is not None]
+            cache[target] = np.logical_or.reduce(masks) if masks else None
+        return cache[target]
+
     def sparse_candidates(self, queries: Any, *, k: int, target: Target,
                           max_postings: int | None = None) -> list[list[Candidate]]:
         """Top-k (score, segment, row) per row of a sparse query matrix; only documents sharing a

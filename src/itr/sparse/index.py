@@ -61,6 +61,23 @@ def as_csr(matrix: Any, vocab_size: int) -> Any:
     return m
 
 
+def pack_terms(mask: np.ndarray) -> str:
+    """A bool mask over the vocabulary as text (base64 of its bits: ~5 KB for 30k terms), for manifests."""
+    import base64
+
+    return base64.b64encode(np.packbits(np.asarray(mask, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_terms(text: str, vocab_size: int) -> np.ndarray:
+    """The mask ``pack_terms`` wrote."""
+    import base64
+
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))
+    if len(bits) < vocab_size:
+        raise IncompatibleIndexError(f"a stored term mask has {len(bits)} bits, the vocabulary {vocab_size} terms")
+    return bits[:vocab_size].astype(bool)
+
+
 def prune_rows(matrix: Any, max_terms: int) -> Any:
     """Keep each row's ``max_terms`` largest weights (index-time / query-time top-k pruning)."""
     m = matrix.tocsr(copy=True)
@@ -164,6 +181,10 @@ class SparseIndex:
     def nbytes(self) -> int:
         return int(sum(getattr(self, n).nbytes for n in _FILES))
 
+    def terms_in_use(self) -> np.ndarray:
+        """Bool mask over the vocabulary: the terms with at least one posting."""
+        return np.diff(np.asarray(self.term_ptr)) > 0
+
     def dequantised(self) -> Any:
         """The stored document matrix (n_docs, vocab) as float32 CSR: what search scores against."""
         sp = _scipy_sparse()
@@ -173,15 +194,17 @@ class SparseIndex:
         return sp.csr_matrix((impacts.astype(np.float32) * self.scale, (docs, terms)),
                              shape=(self.n_docs, self.vocab_size))
 
-    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-thread accumulator, touched list and decode buffer (kept: allocating 4 MB per query at
-        1M documents costs more than the search)."""
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-thread accumulator, touched list, decode buffer and score scratch (kept: allocating 4 MB
+        per query at 1M documents costs more than the search). The touched list has one spare entry:
+        the kernel writes a slot before it knows whether the document is new."""
         s = self._scratch
         if getattr(s, "acc", None) is None:
             s.acc = np.zeros(self.n_docs, dtype=np.float32)
-            s.touched = np.empty(self.n_docs, dtype=np.int64)
+            s.touched = np.empty(self.n_docs + 1, dtype=np.int64)
             s.buf = np.empty(max(1, self.max_group), dtype=np.int64)
-        return s.acc, s.touched, s.buf
+            s.vals = np.empty(self.n_docs + 1, dtype=np.float32)
+        return s.acc, s.touched, s.buf, s.vals
 
     def search(self, queries: Any, k: int, *, live: np.ndarray | None = None,
                max_postings: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -199,19 +222,19 @@ class SparseIndex:
         if not self.n_docs:
             return ids, vals
         alive = np.ones(self.n_docs, dtype=np.bool_) if live is None else np.asarray(live, dtype=np.bool_)
-        acc, touched, buf = self._buffers()
+        acc, touched, buf, scratch = self._buffers()
         kern = _kernels()
         budget = -1 if max_postings is None else int(max_postings)
         for i in range(q.shape[0]):
             start, end = q.indptr[i], q.indptr[i + 1]
             kern.search_one(self.term_ptr, self.group_impact, self.byte_ptr, self.data,
                             q.indices[start:end].astype(np.int64), q.data[start:end].astype(np.float32),
-                            self.scale, alive, k, budget, acc, touched, buf, ids[i], vals[i])
+                            self.scale, alive, k, budget, acc, touched, buf, scratch, ids[i], vals[i])
         return ids, vals
 
     def term_weights(self, terms: np.ndarray, docs: np.ndarray) -> np.ndarray:
         """(len(terms), len(docs)) stored weights: which query terms each hit matched, and how much."""
-        _, _, buf = self._buffers()
+        buf = self._buffers()[2]
         out = np.zeros((len(terms), len(docs)), dtype=np.uint8)
         d = np.asarray(docs, dtype=np.int64)
         for i, t in enumerate(np.asarray(terms, dtype=np.int64)):
