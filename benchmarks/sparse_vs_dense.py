@@ -25,12 +25,18 @@ query embedding itself is shared and left out of all):
   hybrid           exact sparse top C (Q query terms) re-scored with their dense vectors (read
                    from the dense matrix; memory-mapped in an ITR index)
   hybrid-approx    the same over anytime candidates
+  seismic NP       Seismic (``pyseismic-lsr``, Bruch et al. SIGIR 2024) over the same sparse vectors,
+                   NP postings kept per term, alone (top 10) and as hybrid's candidate generator;
+                   measured only when the package is installed (it is in the dev group)
+Query terms are chosen among the terms the gallery has postings for (as ``itr search`` does).
 Quality: t2i R@10 on the real test captions, inside the N-image gallery, as a ratio to dense R@10
 with a paired bootstrap 95 % interval over the queries (few queries hit at 1M, so the ratio is
 noisy), and ``overlap10``: the share of exact dense's top 10 that the configuration returns (the
 ANN convention; it needs no relevance judgements, so every query counts). Size: the bytes of the
-index a configuration searches (hybrid and the ANN rows also read the float32 vectors of their
-candidates to re-score them).
+index a configuration searches. Hybrid and the ANN rows also read the float32 vectors of their
+candidates to re-score them (``rescores_float32``): those stay on disk, memory-mapped, and a query
+reads its candidates' rows (1000 x 3 KB for hybrid c1000), so the size ratio is that of what must
+be in memory, not of what is stored.
 
 Usage:
     python benchmarks/sparse_vs_dense.py --n 1000000 --json bench-out/sparse_vs_dense_1m.json \
@@ -157,6 +163,59 @@ def plot(results: list[dict[str, Any]], path: Path, n: int) -> None:
     fig.savefig(path, dpi=110)
 
 
+def seismic_rows(n_postings: list[int], docs: Any, lex: Any, queries: np.ndarray, allowed: np.ndarray,
+                 dense: np.ndarray, candidates: int, builds: dict[str, float], sizes: dict[str, int],
+                 measure: Any) -> None:
+    """Seismic over the same sparse vectors: alone (top 10) and as hybrid's candidate generator."""
+    try:
+        import seismic
+    except ImportError:
+        print("pyseismic-lsr is not installed: no Seismic rows (pip install pyseismic-lsr)", flush=True)
+        return
+    import shutil
+    import tempfile
+
+    docs = docs.tocsr()
+    docs.sort_indices()
+    data = seismic.SeismicDataset(dim=lex.vocab_size)
+    data.add_documents_by_id([str(i) for i in range(docs.shape[0])], docs.indices.astype(np.int64),
+                             docs.data.astype(np.float32), docs.indptr.astype(np.int64))
+    text = seismic.get_seismic_string()
+    # Seismic names terms by strings: made once here, outside the timings (in Seismic's favour)
+    q_rows = [lex.encode(queries[i : i + 1], "text", max_terms=lex.query_terms, allowed=allowed) for i in range(len(queries))]
+    q_terms = [np.array([str(t) for t in r.indices], dtype=text) for r in q_rows]
+    for npost in n_postings:
+        t0 = time.perf_counter()
+        sx = seismic.SeismicIndex.build_from_dataset(data, n_postings=npost, centroid_fraction=0.1,
+                                                     summary_energy=0.4, num_threads=os.cpu_count() or 1)
+        builds[f"seismic {npost}"] = time.perf_counter() - t0
+        folder = tempfile.mkdtemp()
+        try:
+            sx.save(f"{folder}/index")
+            size = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+        finally:
+            shutil.rmtree(folder)
+        sizes[f"seismic {npost}"] = size
+
+        def ids_of(i: int, k: int, heap: float, sx: Any = sx) -> np.ndarray:
+            # the query's sparse encoding is timed too, as in the rows above
+            q = lex.encode(queries[i : i + 1], "text", max_terms=lex.query_terms, allowed=allowed)
+            res = sx.search("q", q_terms[i], q.data.astype(np.float32), k, lex.query_terms, heap)
+            out = np.fromiter((int(r[2]) for r in res), dtype=np.int64, count=len(res))
+            return out[np.lexsort((out, -np.fromiter((r[1] for r in res), dtype=np.float64, count=len(res))))]
+
+        for heap in (0.8, 0.95):
+            measure(f"seismic {npost} hf{heap}", "sparse Seismic", lambda i, h=heap: ids_of(i, 10, h), size,
+                    n_postings=npost, heap_factor=heap)
+
+            def hybrid(i: int, h: float = heap) -> np.ndarray:
+                ids = ids_of(i, candidates, h)
+                return ids[rescore(dense[ids], queries[i], ids)[0][:10]]
+
+            measure(f"hybrid seismic {npost} hf{heap} c{candidates}", "hybrid Seismic", hybrid, size,
+                    rescores_float32=True, n_postings=npost, heap_factor=heap, candidates=candidates)
+
+
 def int_list(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -166,11 +225,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=100_000, help="images in the gallery (real test images included)")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--png", type=Path, help="write the recall/latency curves here")
-    ap.add_argument("--budgets", type=int_list, default=[25_000, 50_000, 100_000],
+    ap.add_argument("--budgets", type=int_list, default=[25_000, 50_000, 100_000, 200_000],
                     help="postings budgets of the anytime modes")
     ap.add_argument("--candidates", type=int_list, default=[100, 250, 500, 1000], help="sparse candidates of hybrid")
     ap.add_argument("--query-terms", type=int_list, default=[8, 12, 16], help="query terms kept (query pruning)")
     ap.add_argument("--ann", default="ivf-pq,hnsw", help="dense ANN kinds to build (empty: none)")
+    ap.add_argument("--seismic", type=int_list, default=[5_000, 20_000],
+                    help="Seismic n_postings values to build (empty: none; skipped without pyseismic-lsr)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     import faiss
@@ -208,6 +269,7 @@ def main() -> None:
     index = SparseIndex.build(docs, lex.vocab_size, scale=lex.scale)
     builds["sparse"] = time.perf_counter() - t0
     sizes = {"dense": int(dense.nbytes), "sparse": index.nbytes()}
+    allowed = index.terms_in_use()
 
     results: list[dict[str, Any]] = []
     # exact dense first: its top 10 and hits are what every configuration is compared with
@@ -215,13 +277,13 @@ def main() -> None:
     dense_hits = hits_at_10(truth, owner)
 
     def measure(name: str, family: str, fn: Any, size: int, *, timed: tuple[dict[str, float], np.ndarray] | None = None,
-                **settings: Any) -> None:
+                rescores_float32: bool = False, **settings: Any) -> None:
         lat, top = timed or run_config(fn, nq)
         hits = hits_at_10(top, owner)
         row = {"name": name, "family": family, **settings, **lat, "recall10": float(hits.mean() * 100),
                "recall10_vs_dense": float(hits.mean() / max(dense_hits.mean(), 1e-12)),
                "recall10_vs_dense_ci95": ratio_interval(hits, dense_hits, args.seed),
-               "overlap10": overlap10(top, truth), "index_bytes": size}
+               "overlap10": overlap10(top, truth), "index_bytes": size, "rescores_float32": rescores_float32}
         results.append(row)
         print(f"{name:>34}: p50 {lat['p50_ms']:7.3f} ms, p99 {lat['p99_ms']:7.3f} ms, R@10 {row['recall10']:.1f} "
               f"({row['recall10_vs_dense']:.2f} of dense), overlap {row['overlap10']:.3f}", flush=True)
@@ -230,13 +292,13 @@ def main() -> None:
 
     def sparse_fn(terms: int, budget: int | None = None) -> Any:
         def fn(i: int) -> np.ndarray:
-            q = lex.encode(queries[i : i + 1], "text", max_terms=terms)
+            q = lex.encode(queries[i : i + 1], "text", max_terms=terms, allowed=allowed)
             return index.search(q, 10, max_postings=budget)[0][0]
         return fn
 
     def hybrid_fn(terms: int, candidates: int, budget: int | None = None) -> Any:
         def fn(i: int) -> np.ndarray:
-            q = lex.encode(queries[i : i + 1], "text", max_terms=terms)
+            q = lex.encode(queries[i : i + 1], "text", max_terms=terms, allowed=allowed)
             ids = index.search(q, candidates, max_postings=budget)[0][0]
             ids = ids[ids >= 0]
             return ids[rescore(dense[ids], queries[i], ids)[0][:10]]
@@ -251,11 +313,13 @@ def main() -> None:
     for terms in args.query_terms:
         for c in args.candidates:
             measure(f"hybrid q{terms} c{c}", f"hybrid, {terms} query terms", hybrid_fn(terms, c), sizes["sparse"],
-                    query_terms=terms, candidates=c)
+                    rescores_float32=True, query_terms=terms, candidates=c)
     c = max(args.candidates)
     for budget in args.budgets:
         measure(f"hybrid-approx {budget // 1000}k c{c}", "hybrid anytime", hybrid_fn(full_terms, c, budget),
-                sizes["sparse"], query_terms=full_terms, candidates=c, budget=budget)
+                sizes["sparse"], rescores_float32=True, query_terms=full_terms, candidates=c, budget=budget)
+    if args.seismic:
+        seismic_rows(args.seismic, docs, lex, queries, allowed, dense, c, builds, sizes, measure)
 
     for kind in [k for k in args.ann.split(",") if k]:
         faiss.omp_set_num_threads(os.cpu_count() or 1)  # build on every core, search on one
@@ -271,7 +335,7 @@ def main() -> None:
                 ids = ann.candidates(queries[i : i + 1], depth, value=v)
                 return rescore_candidates(ids, queries[i : i + 1], dense, 10)[1][0]
             measure(f"ann {kind} {ann.knob} {v}", f"dense ANN {kind}", ann_fn, sizes[kind], knob=ann.knob, value=v,
-                    rerank_depth=depth)
+                    rerank_depth=depth, rescores_float32=True)
 
     d = results[0]
     for r in results:
