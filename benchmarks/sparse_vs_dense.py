@@ -151,6 +151,7 @@ def plot(results: list[dict[str, Any]], path: Path, n: int) -> None:
         families.setdefault(r["family"], []).append(r)
     for ax, key, label in ((axes[0], "recall10_vs_dense", "R@10 / dense R@10 (real captions)"),
                            (axes[1], "overlap10", "share of exact dense's top 10 returned")):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)  # more families than the default 10 colours
         for family, rows in families.items():
             rows = sorted(rows, key=lambda r: r["p50_ms"])
             ax.plot([r["p50_ms"] for r in rows], [r[key] for r in rows], "o-" if len(rows) > 1 else "s",
