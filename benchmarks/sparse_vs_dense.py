@@ -141,12 +141,15 @@ def hits_at_10(top: np.ndarray, owner: np.ndarray) -> np.ndarray:
     return np.array([owner[i] in top[i, :10] for i in range(len(owner))], dtype=np.float64)
 
 
-def ratio_interval(hits: np.ndarray, dense_hits: np.ndarray, seed: int, rounds: int = 2000) -> tuple[float, float]:
+def ratio_interval(hits: np.ndarray, dense_hits: np.ndarray, seed: int,
+                   rounds: int = 2000) -> tuple[float | None, float | None]:
     """Paired bootstrap 95 % interval of mean(hits) / mean(dense_hits) over the queries."""
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(hits), (rounds, len(hits)))
     num, den = hits[idx].mean(1), dense_hits[idx].mean(1)
     r = num[den > 0] / den[den > 0]
+    if not len(r):  # dense found none of these queries' images: no ratio to bound
+        return None, None
     return float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))
 
 
@@ -306,7 +309,8 @@ def main() -> None:
         lat, top = timed or run_config(fn, nq)
         hits = hits_at_10(top, owner)
         by_source = {src: {"recall10": float(hits[sel].mean() * 100),
-                           "recall10_vs_dense": float(hits[sel].mean() / max(dense_hits[sel].mean(), 1e-12)),
+                           "recall10_vs_dense": (float(hits[sel].mean() / dense_hits[sel].mean())
+                                                 if dense_hits[sel].any() else None),
                            "recall10_vs_dense_ci95": ratio_interval(hits[sel], dense_hits[sel], args.seed),
                            "dense_hits": int(dense_hits[sel].sum())}
                      for src in sources if (sel := real["source"] == src).any()}
@@ -319,7 +323,8 @@ def main() -> None:
         print(f"{name:>34}: p50 {lat['p50_ms']:7.3f} ms, p99 {lat['p99_ms']:7.3f} ms, R@10 {row['recall10']:.1f} "
               f"({row['recall10_vs_dense']:.2f} of dense, CI {row['recall10_vs_dense_ci95'][0]:.2f}-"
               f"{row['recall10_vs_dense_ci95'][1]:.2f}), overlap {row['overlap10']:.3f}; "
-              + ", ".join(f"{k} {v['recall10_vs_dense']:.2f}" for k, v in by_source.items()), flush=True)
+              + ", ".join(f"{k} {v['recall10_vs_dense']:.2f} ({v['dense_hits']} hits)" if v["dense_hits"]
+                          else f"{k} - (0 hits)" for k, v in by_source.items()), flush=True)
 
     measure("dense", "dense exact", None, sizes["dense"], timed=(dense_lat, truth))
 
