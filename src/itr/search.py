@@ -262,9 +262,8 @@ class Searcher:
 
     def _sparse_queries(self, dense: Embeddings, modality: str, o: SearchOptions) -> Any:
         """The queries' sparse vectors, their terms chosen among those the searched side has postings for."""
-        terms = getattr(self.index, "sparse_terms", None)
-        allowed = terms(o.target) if terms is not None else None
-        return self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms, allowed=allowed)
+        return self.sparse.encode(dense, modality, max_terms=self.sparse.query_terms,
+                                  allowed=self.index.sparse_terms(o.target))
 
     def _terms(self, row: Any) -> list[tuple[str, float]]:
         """A query's sparse terms, largest weight first."""

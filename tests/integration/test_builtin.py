@@ -191,7 +191,7 @@ def test_lexicon_encoder_logits_equal_the_heads_module() -> None:
         for modality in ("image", "text"):
             with torch.no_grad():
                 want = sparse.head.logits(torch.from_numpy(dense), modality).numpy()
-            np.testing.assert_allclose(sparse._logits(dense, modality), want, atol=2e-5)
+            np.testing.assert_allclose(sparse._logits(dense, modality)[1], want, atol=2e-5)
         assert (sparse._folded("text")[0] is None) == (sparse.config.dim <= 384), spec
 
 
@@ -209,7 +209,7 @@ def test_lexicon_query_terms_chosen_among_allowed_terms() -> None:
     assert (sparse.encode(dense, "text", max_terms=8, allowed=everything) != full).nnz == 0
     allowed = np.random.default_rng(0).random(sparse.vocab_size) < 0.3
     got = sparse.encode(dense, "text", max_terms=8, allowed=allowed)
-    logits = sparse._logits(sparse._dense_view(dense) if sparse._dense_view else dense, "text")
+    logits = sparse._logits(sparse._dense_view(dense) if sparse._dense_view else dense, "text")[1]
     terms = sparse.head.terms.numpy()
     for i in range(len(dense)):
         row = got[i]

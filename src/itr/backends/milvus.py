@@ -312,6 +312,7 @@ class MilvusIndex(ManifestFacts):
         self.segments: tuple[()] = ()
         self._hits: OrderedDict[tuple[Target, str], dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
+        self._sparse_terms: dict[Target, np.ndarray | None] = {}
 
     @classmethod
     def read_manifest(cls, spec: str, *, retry: RetryPolicy = DEFAULT_RETRY) -> dict[str, Any]:
@@ -388,12 +389,16 @@ class MilvusIndex(ManifestFacts):
             self._hits.popitem(last=False)
 
     def sparse_terms(self, target: Target) -> np.ndarray | None:
-        """The terms with postings on one side, as the export recorded them (None: an older export)."""
-        from ..sparse.index import unpack_terms
+        """The terms with postings on one side, as the export recorded them (None: an older export).
+        Decoded once: the searcher asks on every query, and the same array keeps the encoder's slice cached."""
+        if target not in self._sparse_terms:
+            from ..sparse.index import unpack_terms
 
-        packed = (self.manifest.get("sparse_terms") or {}).get(target.value)
-        info = self.manifest.get("sparse") or {}
-        return unpack_terms(packed, int(info["vocab_size"])) if packed and info.get("vocab_size") else None
+            packed = (self.manifest.get("sparse_terms") or {}).get(target.value)
+            info = self.manifest.get("sparse") or {}
+            self._sparse_terms[target] = (unpack_terms(packed, int(info["vocab_size"]))
+                                          if packed and info.get("vocab_size") else None)
+        return self._sparse_terms[target]
 
     def dense_candidates(self, queries: Embeddings, *, k: int, target: Target,
                          ann: Any = None) -> list[list[MilvusCandidate]]:

@@ -199,6 +199,7 @@ class DenseIndex(ManifestFacts):
         self.root = root
         self.manifest = manifest
         self.segments = segments
+        self._sparse_terms: dict[Target, np.ndarray | None] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, reuse: DenseIndex | None = None,
@@ -292,11 +293,10 @@ class DenseIndex(ManifestFacts):
     def sparse_terms(self, target: Target) -> np.ndarray | None:
         """Bool mask of the vocabulary terms with postings on one side, over every segment (None
         without sparse vectors): the only terms a query can match. Per snapshot (segments never change)."""
-        cache = self.__dict__.setdefault("_sparse_terms", {})
-        if target not in cache:
+        if target not in self._sparse_terms:
             masks = [sp.terms_in_use() for seg in self.segments if (sp := seg.side(target)[2]) is not None]
-            cache[target] = np.logical_or.reduce(masks) if masks else None
-        return cache[target]
+            self._sparse_terms[target] = np.logical_or.reduce(masks) if masks else None
+        return self._sparse_terms[target]
 
     def sparse_candidates(self, queries: Any, *, k: int, target: Target,
                           max_postings: int | None = None) -> list[list[Candidate]]:

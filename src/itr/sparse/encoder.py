@@ -93,7 +93,7 @@ class LexiconEncoder:
             raise IncompatibleModelError(f"{folder}: head vocabulary {self.config.vocab_size} != tokenizer {len(self.vocab)}")
         self._text = text
         self._fold: dict[str, tuple[np.ndarray | None, np.ndarray | None, np.ndarray, np.ndarray]] = {}
-        self._fold_within: dict[str, tuple[bytes, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._fold_within: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._known = np.zeros(len(self.vocab), dtype=bool)
         self._known[self.head.terms.numpy()] = True
         self.fingerprint = hash_files([folder / WEIGHTS_FILE, folder / CONFIG_FILE], extra=dense.fingerprint)
@@ -135,12 +135,14 @@ class LexiconEncoder:
             self._fold[modality] = fold
         return self._fold[modality]
 
-    def _logits(self, dense: np.ndarray, modality: Modality) -> np.ndarray:
-        """The head's logits over all its terms (``encode`` computes those of the allowed terms)."""
-        p, b, a, c = self._folded(modality)
+    def _logits(self, dense: np.ndarray, modality: Modality,
+                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(terms, logits)``: the head's logits over its terms that ``allowed`` keeps (all when None)."""
+        p, b, _, _ = self._folded(modality)
+        terms, a, c = self._restricted(modality, allowed)
         if p is not None:
             dense = dense @ p + b
-        return dense @ a + c
+        return terms, dense @ a + c
 
     def _restricted(self, modality: Modality, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(terms, A, c) of the head's columns whose term ``allowed`` keeps (all when None).
@@ -156,11 +158,11 @@ class LexiconEncoder:
         allowed = np.asarray(allowed, dtype=bool)
         if allowed.shape != (self.vocab_size,):
             raise ValueError(f"allowed must be a bool mask over the {self.vocab_size}-term vocabulary")
-        key = np.packbits(allowed).tobytes()
         hit = self._fold_within.get(modality)
-        if hit is None or hit[0] != key:
+        # an index hands over the same mask object on every query: the identity check is the usual path
+        if hit is None or (hit[0] is not allowed and not np.array_equal(hit[0], allowed)):
             cols = np.flatnonzero(allowed[terms])
-            hit = (key, terms[cols], np.ascontiguousarray(a[:, cols]), c[cols])
+            hit = (allowed, terms[cols], np.ascontiguousarray(a[:, cols]), c[cols])
             self._fold_within[modality] = hit
         return hit[1], hit[2], hit[3]
 
@@ -172,15 +174,13 @@ class LexiconEncoder:
         dense = np.atleast_2d(np.asarray(dense, dtype=np.float32))
         if self._dense_view is not None:
             dense = self._dense_view(dense)
-        p, b, _, _ = self._folded(modality)
-        terms, a, c = self._restricted(modality, allowed)
-        if not len(terms):
+        n_terms = len(self._restricted(modality, allowed)[0])
+        if not n_terms:
             return sp.csr_matrix((len(dense), self.vocab_size), dtype=np.float32)
-        k = min(max_terms or len(terms), len(terms))
+        k = min(max_terms or n_terms, n_terms)
         parts = []
         for start in range(0, len(dense), 1024):
-            h = dense[start : start + 1024]
-            logits = (h @ p + b if p is not None else h) @ a + c
+            terms, logits = self._logits(dense[start : start + 1024], modality, allowed)
             # log1p(relu(.)) is monotonic: select on the logits, transform only what is kept
             top = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else \
                 np.broadcast_to(np.arange(logits.shape[1]), logits.shape)

@@ -1,11 +1,11 @@
 """Compiled (numba) kernels of the inverted index: postings encoding and score-at-a-time search.
 
 Written here rather than taken from a library because the two learned-sparse engines that install
-offline do not fit: ``pyseismic-lsr`` is static (no appends, no deletes), keeps block summaries (242-317
-MB at 1M images of 24 terms, 5.6-7.4x this index), is no faster than these kernels for the 1000
-candidates hybrid search re-scores (measured side by side in benchmarks/sparse_vs_dense.py, see
-BENCHMARKS.md), and returns batches out of order; scipy's sparse products allocate a score for every document per query and are
-~20x slower at 1M (see ENGINES.md). The layout is the textbook impact-ordered index (Anh & Moffat
+offline do not fit: ``pyseismic-lsr`` is static (no appends, no deletes), keeps block summaries
+(242-317 MB at 1M images of 24 terms, 5.6-7.4x this index), is no faster than these kernels for the
+1000 candidates hybrid search re-scores (measured side by side in benchmarks/sparse_vs_dense.py, see
+BENCHMARKS.md), and returns batches out of order; scipy's sparse products allocate a score for every
+document per query and are ~20x slower at 1M (see ENGINES.md). The layout is the textbook impact-ordered index (Anh & Moffat
 2006; JASS, Lin & Trotman 2015), small enough to keep correct with a conformance test.
 
 Layout: the postings of each term are split into *impact groups* (one per quantised weight,
@@ -81,7 +81,7 @@ def select_top(touched: np.ndarray, nt: int, acc: np.ndarray, live: np.ndarray, 
                out_ids: np.ndarray, out_scores: np.ndarray) -> int:
     """Top-k of the ``nt`` touched documents, best first (ties to the lower id); zeroes their ``acc``.
 
-    Why not a k-heap over the touched documents: at 1M documents a query touches ~200k of them, and
+    Why not a k-heap over the touched documents: at 1M documents a query touches ~300k of them, and
     keeping a 1000-heap cost as much as the accumulation. Here the scores are copied out once (the only
     random reads), a histogram of them gives a threshold the top k clear, and only the documents at or
     above it (about k) are sorted. ``vals`` is a scratch array of at least ``nt`` floats."""
